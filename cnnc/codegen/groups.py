@@ -1,0 +1,128 @@
+"""Kernel groups: the unit of code generation.
+
+A group is one IR node, or a fused node with the nodes it replaced. Every group has the
+same shape, which the templates rely on::
+
+    [anchor]  ->  pre*  ->  [reducer  ->  post*]
+
+* anchor   the node that sets the loop structure: a complex op (conv2d, dense), a
+           reduction (pooling, softmax), or nothing for a purely elementwise group
+* pre      elementwise/broadcast nodes applied to each anchor output element
+* reducer  a window reduction (pooling) or a row reduction (softmax) over `pre` results,
+           computed inside the anchor's loops (the pre-reduction tensor is never stored)
+* post     elementwise/broadcast nodes applied to each reduced element
+
+The code generator asks the anchor's template to render the loops and splices the chains
+into it; this module only decides which node plays which part and names the arguments.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..ir import ops
+from ..ir.graph import Graph, Node
+from .exprs import Splice, f32, substitute
+from .naming import SHORT, Namer
+
+
+@dataclass
+class Group:
+    node: Node                       # the graph node (fused or not)
+    nodes: tuple[Node, ...]          # the IR nodes it computes, in order
+    anchor: Node | None
+    pre: tuple[Node, ...]
+    reducer: Node | None
+    post: tuple[Node, ...]
+    args: dict[str, str] = field(default_factory=dict)   # external value -> local arg name
+
+    @property
+    def template(self) -> str:
+        if self.anchor is None:
+            return "elementwise"
+        return ops.get(self.anchor.op).template
+
+    @property
+    def output(self) -> str:
+        return self.node.outputs[0]
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return tuple(self.args)
+
+    def op_tags(self) -> list[str]:
+        return [SHORT.get(n.op, n.op) for n in self.nodes if not ops.get(n.op).view]
+
+
+def analyze(node: Node, graph: Graph) -> Group:
+    body = node.body or (node,)
+    anchor = None
+    pre: list[Node] = []
+    reducer = None
+    post: list[Node] = []
+    for i, member in enumerate(body):
+        op = ops.get(member.op)
+        chainable = op.category in (ops.ELEMENTWISE, ops.BROADCAST) and op.expr is not None \
+            or op.view
+        if i == 0 and not chainable:
+            anchor = member
+        elif chainable:
+            (post if reducer is not None else pre).append(member)
+        elif reducer is None and anchor is not None and (op.window or op.row):
+            reducer = member
+        else:
+            raise AssertionError(f"group {node.name}: {member.op} cannot follow "
+                                 f"{[b.op for b in body[:i]]}")
+    group = Group(node, tuple(body), anchor, tuple(pre), reducer, tuple(post))
+    _name_args(group, graph)
+    return group
+
+
+def _name_args(group: Group, graph: Graph) -> None:
+    """Local names for the group's external inputs: x, w, then the epilogue's b, gamma..."""
+    internal = {out for n in group.nodes for out in n.outputs}
+    namer = Namer({"y", "n", "i", "c", "k"})
+    for member in group.nodes:
+        op = ops.get(member.op)
+        for role, value in zip(op.inputs, member.inputs):
+            if value in internal or value in group.args:
+                continue
+            group.args[value] = namer(role)
+
+
+class Chain:
+    """Renders a pre/post chain of elementwise ops as assignments to locals."""
+
+    def __init__(self, group: Group, graph: Graph):
+        self.group = group
+        self.graph = graph
+        self.namer = Namer()
+
+    def render(self, nodes, value: str, start: str, full: str, channel: str) -> Splice:
+        """Apply `nodes` to `start` (the code of the element of `value`).
+
+        `full` indexes a tensor shaped like the output element (e.g. "[n, oh, ow, k]"),
+        `channel` a per-channel vector (e.g. "[k]").
+        """
+        lines: list[str] = []
+        current = start
+        for node in nodes:
+            op = ops.get(node.op)
+            if op.view:
+                value = node.output
+                continue
+            names = {}
+            for role, arg in zip(op.inputs, node.inputs):
+                if arg == value:
+                    names[role] = current
+                else:
+                    index = channel if role in op.channel_inputs else full
+                    names[role] = f"{self.group.args[arg]}{index}"
+            for key, attr in node.attrs.items():
+                if isinstance(attr, (int, float)) and not isinstance(attr, bool):
+                    names[key] = f32(attr)
+            var = self.namer(SHORT.get(node.op, node.op))
+            lines.append(f"{var} = {substitute(op.expr, names)}")
+            current = var
+            value = node.output
+        return Splice("\n".join(lines), current)

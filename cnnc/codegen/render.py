@@ -1,0 +1,49 @@
+"""The jinja2 environment for kernel and module templates.
+
+Templates fail loudly (undefined variables raise). Code spliced into a template goes
+through the `block` filter, which re-indents it to the column of the line it stands on,
+so no template counts spaces for spliced code.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+
+import jinja2
+
+from ..resources import templates_dir
+
+_SENTINEL = "\x00BLOCK{}\x00"
+_SENTINEL_LINE = re.compile(r"^([ \t]*)\x00BLOCK(\d+)\x00[ \t]*\n?", re.MULTILINE)
+
+
+@cache
+def environment() -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(templates_dir())),
+                             undefined=jinja2.StrictUndefined, trim_blocks=True,
+                             lstrip_blocks=True, keep_trailing_newline=True,
+                             autoescape=False)
+    return env
+
+
+def render_code(template: str, **context) -> str:
+    """Render `template`; `{{ code | block }}` splices code at that line's indentation."""
+    env = environment()
+    blocks: list[str] = []
+
+    def block(code: str) -> str:
+        blocks.append(code)
+        return _SENTINEL.format(len(blocks) - 1)
+
+    env.filters["block"] = block
+    text = env.get_template(template).render(**context)
+
+    def expand(match: re.Match) -> str:
+        indent, index = match.group(1), int(match.group(2))
+        code = blocks[index]
+        if not code:
+            return ""
+        return "".join(indent + line + "\n" if line else "\n" for line in code.split("\n"))
+
+    return _SENTINEL_LINE.sub(expand, text)

@@ -1,0 +1,1 @@
+"""The front end: source text -> syntax tree (parser) -> checked IR (checker)."""

@@ -1,0 +1,61 @@
+"""conv2d: a 2-D convolution over NHWC input with an HWIO kernel, as tf.keras.layers.Conv2D.
+
+The DSL layer lowers to ``conv2d`` (+ ``bias_add``) (+ an activation op); the fusion pass
+joins them again into one kernel.
+"""
+
+from __future__ import annotations
+
+from ..attrs import Activation, Attr, Bool, Enum, Int, Pair
+from ..graph import TensorType
+from ..shapes import effective, window_2d
+from . import COMPLEX, OpDef, ParamSpec, ShapeError, register
+
+
+def _infer(attrs, ins):
+    x = ins[0]
+    if len(x.shape) != 3:
+        raise ShapeError(f"expects an input of shape (height, width, channels), "
+                         f"got {x}", "conv2d must come before flatten()")
+    (oh, ow), _ = window_2d(x.shape[:2], attrs["kernel"], attrs["strides"], attrs["padding"],
+                            attrs["dilation"])
+    if oh == 0 or ow == 0:
+        kh, kw = (effective(k, d) for k, d in zip(attrs["kernel"], attrs["dilation"]))
+        raise ShapeError(f"kernel window {kh}x{kw} is larger than its input "
+                         f"{x.shape[0]}x{x.shape[1]}x{x.shape[2]}",
+                         "use padding=same or a smaller kernel")
+    return TensorType((oh, ow, attrs["filters"]))
+
+
+def _params(attrs, x):
+    kh, kw = attrs["kernel"]
+    cin, cout = x.shape[-1], attrs["filters"]
+    shape = (kh, kw, cin, cout)
+    return [ParamSpec("kernel", shape, "glorot_uniform", fans=(kh * kw * cin, kh * kw * cout))]
+
+
+def _flops(attrs, ins, out):
+    kh, kw = attrs["kernel"]
+    return 2 * out.numel * kh * kw * ins[0].shape[-1]
+
+
+def pads(attrs, x: TensorType):
+    """(pad_top, pad_bottom, pad_left, pad_right) of a windowed op on input `x`."""
+    return window_2d(x.shape[:2], attrs["kernel"] if "kernel" in attrs else attrs["pool"],
+                     attrs["strides"], attrs["padding"], attrs.get("dilation", (1, 1)))[1]
+
+
+register(OpDef(
+    "conv2d", COMPLEX, _infer, inputs=("x", "w"), flops=_flops,
+    dsl=True, keras_name="conv2d", layer_options=("use_bias", "activation"),
+    attrs=(
+        Attr("filters", Int(), positional=True, doc="number of output channels"),
+        Attr("kernel", Pair(), positional=True, doc="kernel height and width"),
+        Attr("strides", Pair(), (1, 1)),
+        Attr("padding", Enum(("valid", "same")), "valid"),
+        Attr("dilation", Pair(), (1, 1)),
+        Attr("activation", Activation(), ("linear", None)),
+        Attr("use_bias", Bool(), True),
+    ),
+    params=_params, template="conv2d",
+    doc="2-D convolution, NHWC input, HWIO kernel (tf.keras Conv2D)"))

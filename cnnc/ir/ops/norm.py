@@ -1,0 +1,30 @@
+"""batchnorm: tf.keras BatchNormalization over the last (channel) axis.
+
+At inference it is a broadcast op using the moving statistics; the fold_batchnorm pass
+folds it into a preceding conv2d or dense when it can.
+"""
+
+from __future__ import annotations
+
+from ..attrs import Attr, Float
+from . import BROADCAST, OpDef, ParamSpec, register
+
+
+def _params(attrs, x):
+    c = (x.shape[-1],)
+    return [ParamSpec("gamma", c, "ones"), ParamSpec("beta", c, "zeros"),
+            ParamSpec("moving_mean", c, "zeros", trainable=False),
+            ParamSpec("moving_variance", c, "ones", trainable=False)]
+
+
+register(OpDef(
+    "batchnorm", BROADCAST, lambda attrs, ins: ins[0],
+    inputs=("x", "gamma", "beta", "mean", "var"),
+    flops=lambda a, i, o: 2 * o.numel,
+    dsl=True, keras_name="batch_normalization",
+    attrs=(Attr("momentum", Float(0.0, 1.0), 0.99),
+           Attr("epsilon", Float(0.0, None, min_open=True), 0.001)),
+    params=_params,
+    expr="(x - mean) * (gamma / math.sqrt(var + epsilon)) + beta",
+    channel_inputs=("gamma", "beta", "mean", "var"), template="elementwise",
+    doc="batch normalization with moving statistics (inference)"))

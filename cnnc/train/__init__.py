@@ -1,0 +1,1 @@
+"""Training: configuration, losses, optimizers, autodiff and the training loop."""
