@@ -81,40 +81,57 @@ def analyze(node: Node, graph: Graph) -> Group:
 def _name_args(group: Group, graph: Graph) -> None:
     """Local names for the group's external inputs: x, w, then the epilogue's b, gamma..."""
     internal = {out for n in group.nodes for out in n.outputs}
-    namer = Namer({"y", "n", "i", "c", "k"})
+    namer = Namer(RESERVED)
     for member in group.nodes:
         op = ops.get(member.op)
         for role, value in zip(op.inputs, member.inputs):
             if value in internal or value in group.args:
                 continue
+            if role == "w" and member.attrs.get("kernel_layout") in ("ohwi", "oi"):
+                role = "wt"
             group.args[value] = namer(role)
 
 
+# Names the templates use for their own locals; arguments and chain locals avoid them.
+RESERVED = frozenset("""
+    y n t i j q r s c co ci oh ow ih iw ph pw pr ps h w_in cin cout out_h out_w pool_h pool_w
+    n_batch n_in n_out blk n0 rows acc patch taps base pooled top left rows_in scale total
+    inv x2 e v ch h0 w0 h_lo h_hi w_lo w_hi channels ZERO ONE FASTMATH np math prange njit
+    """.split())
+
+
 class Chain:
-    """Renders a pre/post chain of elementwise ops as assignments to locals."""
+    """Renders elementwise nodes as assignments to locals, splicing them into a kernel.
+
+    Nodes run in order; a node reads the locals of earlier nodes of the same chain (so a
+    diamond -- `add(relu(v), v)` -- renders as plain assignments), the chain's start value,
+    or an argument of the kernel indexed like the output element.
+    """
 
     def __init__(self, group: Group, graph: Graph):
         self.group = group
         self.graph = graph
-        self.namer = Namer()
+        self.namer = Namer(RESERVED | set(group.args.values()))
 
-    def render(self, nodes, value: str, start: str, full: str, channel: str) -> Splice:
-        """Apply `nodes` to `start` (the code of the element of `value`).
+    def render(self, nodes, value: str | None, start: str | None, full: str,
+               channel: str) -> Splice:
+        """Apply `nodes` to `start`, the code of the element of `value` (None: no start).
 
         `full` indexes a tensor shaped like the output element (e.g. "[n, oh, ow, k]"),
         `channel` a per-channel vector (e.g. "[k]").
         """
         lines: list[str] = []
+        known = {value: start} if value is not None else {}
         current = start
         for node in nodes:
             op = ops.get(node.op)
             if op.view:
-                value = node.output
+                known[node.output] = known.get(node.inputs[0], current)
                 continue
             names = {}
             for role, arg in zip(op.inputs, node.inputs):
-                if arg == value:
-                    names[role] = current
+                if arg in known:
+                    names[role] = known[arg]
                 else:
                     index = channel if role in op.channel_inputs else full
                     names[role] = f"{self.group.args[arg]}{index}"
@@ -123,6 +140,6 @@ class Chain:
                     names[key] = f32(attr)
             var = self.namer(SHORT.get(node.op, node.op))
             lines.append(f"{var} = {substitute(op.expr, names)}")
+            known[node.output] = var
             current = var
-            value = node.output
         return Splice("\n".join(lines), current)

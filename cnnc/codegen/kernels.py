@@ -8,6 +8,7 @@ group's elementwise work into the template's loops.
 
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 
@@ -73,44 +74,62 @@ def build(group: Group, graph: Graph, name: str) -> Kernel:
     builder(kernel, graph)
     kernel.args = kernel.args or [(v, ASIS) for v in group.args]
     ctx.params = list(group.args.values()) + ["y"]
-    ctx.doc = _describe(graph, group) + [""] + ctx.loops
+    first = group.nodes[0].inputs[0]
+    ctx.shapes = (f"{str(graph.type(first)).replace('None', 'N')} -> "
+                  f"{str(graph.type(group.output)).replace('None', 'N')}")
+    ctx.doc = _describe(graph, group) + [""] + [
+        line for text in ctx.loops for line in textwrap.wrap(text, 88)]
+    ctx.title = textwrap.shorten(ctx.title, 92, placeholder="...)")
     return kernel
 
 
-def _window(ctx, attrs, x_shape, out_shape, kernel_key):
-    ctx.h, ctx.w = x_shape[0], x_shape[1]
-    ctx.oh, ctx.ow = out_shape[0], out_shape[1]
+def _window(ctx, attrs, kernel_key):
+    """Window geometry as literals: taps, strides, dilation, padding (sizes stay runtime)."""
     ctx.kh, ctx.kw = attrs[kernel_key]
     ctx.sh, ctx.sw = attrs["strides"]
     ctx.dh, ctx.dw = attrs.get("dilation", (1, 1))
-    ctx.pt, _, ctx.pl, _ = attrs["pads"]
+    ctx.pt, ctx.pb, ctx.pl, ctx.pr = attrs["pads"]
+    ctx.ekh = (ctx.kh - 1) * ctx.dh + 1
+    ctx.ekw = (ctx.kw - 1) * ctx.dw + 1
+    ctx.padded = any(attrs["pads"])
 
 
 def _conv2d(kernel: Kernel, graph: Graph) -> None:
     group, ctx = kernel.group, kernel.context
     conv = group.anchor
-    _window(ctx, conv.attrs, graph.type(conv.inputs[0]).shape, graph.type(conv.output).shape,
-            "kernel")
+    _window(ctx, conv.attrs, "kernel")
+    if conv.attrs.get("kernel_layout") == "ohwi":
+        ctx.schedule = "rowdot"
+        ctx.value = "acc[ow, co]"
+        how = ("Each thread gathers an output row's patches (out_w, kh*kw*cin) and multiplies "
+               "them with the packed kernel in blocks of 2 columns x 4 channels (8 sums in "
+               "registers, the tap loop vectorized).")
+    else:
+        ctx.schedule = "cols"
+        ctx.value = "acc[co, ow]"
+        terms = [f"w{r}_{s} * rows[{r}, {_affine('ow', ctx.sw, s * ctx.dw)}]"
+                 for r in range(ctx.kh) for s in range(ctx.kw)]
+        ctx.col_sum = "acc[co, ow] = (\n    " + "\n    + ".join(terms) + "\n)"
+        how = ("One input channel: each thread zero-pads the input rows under an output row "
+               "and sums the shifted rows per output channel, vectorized over output columns.")
     ctx.pool = None
     if group.reducer is not None:
         pool = group.reducer
         p = SimpleNamespace(mode=ops.get(pool.op).extra["mode"])
-        out = graph.type(pool.output).shape
-        p.oh, p.ow = out[0], out[1]
         p.kh, p.kw = pool.attrs["pool"]
         p.sh, p.sw = pool.attrs["strides"]
         p.pt, _, p.pl, _ = pool.attrs["pads"]
         ctx.pool = p
-        ctx.loops = [f"Parallel over (n, pooled row); each thread computes the {p.kh} "
-                     f"convolution rows under a row of {p.kh}x{p.kw} windows, applies the "
-                     f"epilogue and pools them: the {ctx.oh}x{ctx.ow} convolution output is "
-                     f"never written.",
-                     "Loop order: r, s, ow, input channel, output channel (innermost, "
-                     "contiguous in w and acc)."]
+        ctx.loops = [f"Parallel over (n, pooled row). {how} The {p.kh} convolution rows under "
+                     f"a row of {p.kh}x{p.kw} windows go through the epilogue and are pooled "
+                     f"at once: the convolution output is never written."]
     else:
-        ctx.loops = ["Parallel over (n, output row); loop order r, s, ow, input channel, "
-                     "output channel (innermost, contiguous in w and acc).",
-                     "Reads x and w, writes y once."]
+        ctx.loops = [f"Parallel over (n, output row). {how} Writes y once."]
+
+
+def _affine(var: str, scale: int, offset: int) -> str:
+    text = var if scale == 1 else f"{var} * {scale}"
+    return f"{text} + {offset}" if offset else text
 
 
 def _dense(kernel: Kernel, graph: Graph) -> None:
@@ -126,8 +145,7 @@ def _dense(kernel: Kernel, graph: Graph) -> None:
 def _pool2d(kernel: Kernel, graph: Graph) -> None:
     group, ctx = kernel.group, kernel.context
     pool = group.anchor
-    _window(ctx, pool.attrs, graph.type(pool.inputs[0]).shape, graph.type(pool.output).shape,
-            "pool")
+    _window(ctx, pool.attrs, "pool")
     ctx.mode = ops.get(pool.op).extra["mode"]
     ctx.loops = ["Parallel over (n, output row); windows clipped to the input."]
 
@@ -135,31 +153,20 @@ def _pool2d(kernel: Kernel, graph: Graph) -> None:
 def _global_pool2d(kernel: Kernel, graph: Graph) -> None:
     group, ctx = kernel.group, kernel.context
     pool = group.anchor
-    ctx.h, ctx.w = graph.type(pool.inputs[0]).shape[:2]
     ctx.mode = ops.get(pool.op).extra["mode"]
     ctx.loops = ["Parallel over samples; channels innermost."]
 
 
 def _elementwise(kernel: Kernel, graph: Graph) -> None:
     group, ctx = kernel.group, kernel.context
-    first = group.pre[0]
-    channels = graph.type(group.output).shape[-1]
-    views = []
-    for value in group.args:
-        batched = graph.values[value].type.batched
-        views.append((value, FLAT if batched else ASIS))
-    kernel.args = views
+    kernel.args = [(v, FLAT if graph.values[v].type.batched else ASIS) for v in group.args]
     kernel.out_view = FLAT
-    ctx.channels = channels
-    ctx.needs_channel = any(
-        role in ops.get(n.op).channel_inputs
-        for n in group.pre for role, v in zip(ops.get(n.op).inputs, n.inputs) if v in group.args)
-    # The chain starts from the first node's main input, read from its argument.
-    start_value = first.inputs[0]
-    ctx.start = f"{group.args[start_value]}[i]"
+    channel_args = [group.args[v] for n in group.pre
+                    for role, v in zip(ops.get(n.op).inputs, n.inputs)
+                    if v in group.args and role in ops.get(n.op).channel_inputs]
+    ctx.channel_arg = channel_args[0] if channel_args else None
     chain = Chain(group, graph)
-    ctx.pre = lambda start, full, channel: chain.render(group.pre, start_value, start, full,
-                                                        channel)
+    ctx.pre = lambda full, channel: chain.render(group.pre, None, None, full, channel)
     ctx.loops = ["Parallel over all elements of the flattened tensor."]
 
 

@@ -41,9 +41,13 @@ def render_code(template: str, **context) -> str:
 
     def expand(match: re.Match) -> str:
         indent, index = match.group(1), int(match.group(2))
-        code = blocks[index]
+        code = blocks[index].rstrip("\n")
         if not code:
             return ""
-        return "".join(indent + line + "\n" if line else "\n" for line in code.split("\n"))
+        code = _SENTINEL_LINE.sub(expand, code + "\n").rstrip("\n")   # blocks in blocks
+        return "".join(indent + line + "\n" if line.strip() else "\n"
+                       for line in code.split("\n"))
 
-    return _SENTINEL_LINE.sub(expand, text)
+    text = _SENTINEL_LINE.sub(expand, text)
+    assert "\x00BLOCK" not in text, "a spliced block was not on a line of its own"
+    return text

@@ -83,9 +83,11 @@ class TensorType:
             ("," if len(dims + self.shape) == 1 else "") + ")"
 
 
-# The roles a value can play.
-INPUT, LABEL, PARAM, STATE, ACTIVATION, GRAD, SCALAR = (
-    "input", "label", "param", "state", "activation", "grad", "scalar")
+# The roles a value can play. A `derived` value is computed from parameters alone (folded
+# batchnorm, packed kernels): once per parameter set, not per batch.
+INPUT, LABEL, PARAM, STATE, ACTIVATION, GRAD, SCALAR, DERIVED = (
+    "input", "label", "param", "state", "activation", "grad", "scalar", "derived")
+PARAMETER_ROLES = (PARAM, STATE, DERIVED)
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,42 @@ class CompiledModel:
         self.report = report
         self.input_shape = tuple(model.input_type.shape)
         self.output_shape = tuple(model.output_type.shape)
-        self.params = module.init_params(self._seed())
+        self._params = module.init_params(self._seed())
+        self._prepared = None          # module.prepare(params), rebuilt when params change
+
+    @property
+    def params(self) -> dict[str, np.ndarray]:
+        """Parameters by "<layer>/<param>", Keras layouts, as read-only views: change them
+        with set_params(), load_weights() or fit(), which keep derived parameters (folded
+        batchnorm, packed kernels) in step."""
+        views = {}
+        for name, array in self._params.items():
+            view = array.view()
+            view.flags.writeable = False
+            views[name] = view
+        return views
+
+    def set_params(self, values: dict) -> None:
+        """Replace some or all parameters (checked against the model's names and shapes)."""
+        shapes = self.param_shapes()
+        for name, value in values.items():
+            if name not in shapes:
+                raise KeyError(f"no parameter named {name!r}")
+            value = np.asarray(value)
+            if value.shape != tuple(shapes[name]):
+                raise ValueError(f"parameter {name!r} has shape {shapes[name]}, got "
+                                 f"{value.shape}")
+        for name, value in values.items():
+            self._params[name][...] = value
+        self._changed()
+
+    def _changed(self) -> None:
+        self._prepared = None
+
+    def _prepared_params(self):
+        if self._prepared is None:
+            self._prepared = self.module.prepare(self._params)
+        return self._prepared
 
     def _seed(self) -> int:
         config = self.program.trains.get(self.name) if self.program else None
@@ -40,9 +75,13 @@ class CompiledModel:
         if not isinstance(batch, (int, np.integer)) or batch <= 0:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         n = x.shape[0]
+        params = self._prepared_params()
+        if n <= batch:
+            return self.module.forward_prepared(params, x)
         out = np.empty((n,) + self.output_shape, dtype=np.float32)
         for start in range(0, n, batch):
-            out[start:start + batch] = self.module.forward(self.params, x[start:start + batch])
+            out[start:start + batch] = self.module.forward_prepared(params,
+                                                                    x[start:start + batch])
         return out
 
     def _check_input(self, x) -> np.ndarray:
@@ -64,13 +103,14 @@ class CompiledModel:
 
     def save_weights(self, path) -> None:
         """Write all parameters to an .npz file (atomically)."""
-        save_npz(path, self.params)
+        save_npz(path, self._params)
 
     def load_weights(self, path) -> None:
         """Read parameters from an .npz file; on any problem nothing is changed."""
         arrays = check_params(path, read_npz(path), self.param_shapes())
         for name, array in arrays.items():
-            self.params[name][...] = array
+            self._params[name][...] = array
+        self._changed()
 
     def summary(self) -> None:
         from ..summary import summary

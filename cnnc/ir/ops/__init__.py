@@ -72,6 +72,8 @@ class OpDef:
     channel_inputs: tuple[str, ...] = ()   # broadcast ops: inputs indexed by channel only
     template: str | None = None      # kernel template name (same for every target)
     view: bool = False               # no kernel: the output is a view of the input
+    reducers: tuple[str, ...] = ()   # complex ops: reductions their template can take as an
+                                     # epilogue ("window" pooling, "row" softmax)
     row: bool = False                # a reduction over the last axis keeping the shape
     window: bool = False             # a window reduction (pooling)
     # --- training ---
@@ -103,6 +105,10 @@ def get(name: str) -> OpDef:
 def dsl_ops() -> dict[str, OpDef]:
     return {name: op for name, op in OPS.items() if op.dsl}
 
+
+# A fused node: the nodes it replaced are in its `body`.
+register(OpDef("fused", OPAQUE, lambda attrs, ins: None, inputs=(),
+               doc="a kernel group formed by fusion"))
 
 # Importing the families fills the table.
 from . import activations, conv, dense, norm, pool, structural  # noqa: E402,F401

@@ -57,5 +57,5 @@ register(OpDef(
         Attr("activation", Activation(), ("linear", None)),
         Attr("use_bias", Bool(), True),
     ),
-    params=_params, template="conv2d",
+    params=_params, template="conv2d", reducers=("window",),
     doc="2-D convolution, NHWC input, HWIO kernel (tf.keras Conv2D)"))

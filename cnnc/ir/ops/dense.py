@@ -29,5 +29,5 @@ register(OpDef(
         Attr("activation", Activation(), ("linear", None)),
         Attr("use_bias", Bool(), True),
     ),
-    params=_params, template="dense",
+    params=_params, template="dense", reducers=("row",),
     doc="fully connected layer, kernel (in, out) (tf.keras Dense)"))

@@ -7,7 +7,7 @@ folds it into a preceding conv2d or dense when it can.
 from __future__ import annotations
 
 from ..attrs import Attr, Float
-from . import BROADCAST, OpDef, ParamSpec, register
+from . import BROADCAST, ELEMENTWISE, OpDef, ParamSpec, register
 
 
 def _params(attrs, x):
@@ -28,3 +28,25 @@ register(OpDef(
     expr="(x - mean) * (gamma / math.sqrt(var + epsilon)) + beta",
     channel_inputs=("gamma", "beta", "mean", "var"), template="elementwise",
     doc="batch normalization with moving statistics (inference)"))
+
+
+# Parameter-only ops computed once per parameter set (the module's `prepare` step), which
+# fold_batchnorm emits. `expr` is numpy over whole arrays, broadcasting over the last axis.
+def _scale_infer(attrs, ins):
+    return ins[0]
+
+
+register(
+    OpDef("bn_scale", ELEMENTWISE, lambda attrs, ins: ins[0], inputs=("gamma", "var"),
+          expr="gamma / np.sqrt(var + epsilon)", flops=lambda a, i, o: 0,
+          doc="gamma / sqrt(var + epsilon): the batchnorm scale"),
+    OpDef("scale_kernel", ELEMENTWISE, _scale_infer, inputs=("w", "s"),
+          expr="w * s", flops=lambda a, i, o: 0,
+          doc="a kernel scaled per output channel (last axis)"),
+    OpDef("fold_bias", ELEMENTWISE, lambda attrs, ins: ins[1], inputs=("b", "s", "beta", "mean"),
+          expr="(b - mean) * s + beta", flops=lambda a, i, o: 0,
+          doc="a bias followed by batchnorm, folded: (b - mean) * s + beta"),
+    OpDef("fold_shift", ELEMENTWISE, lambda attrs, ins: ins[0], inputs=("s", "beta", "mean"),
+          expr="beta - mean * s", flops=lambda a, i, o: 0,
+          doc="the bias of a bias-free layer followed by batchnorm: beta - mean * s"),
+)

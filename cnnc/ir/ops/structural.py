@@ -37,6 +37,22 @@ register(
     OpDef("bias_add", BROADCAST, _bias_add, inputs=("x", "b"), expr="x + b",
           channel_inputs=("b",), template="elementwise",
           doc="adds a per-channel bias"),
-    OpDef("add", ELEMENTWISE, _add, inputs=("x", "y"), expr="x + y",
-          template="elementwise", doc="elementwise sum (the end of a residual block)"),
+    OpDef("add", ELEMENTWISE, _add, inputs=("x", "skip"), expr="x + skip",
+          template="elementwise",
+          doc="elementwise sum: a residual block's output x plus its input (the skip)"),
+)
+
+
+# Kernel layouts chosen by the pack_kernels pass: parameter-only ops (`prepare` step).
+register(
+    OpDef("pack_ohwi", INJECTIVE,
+          lambda attrs, ins: TensorType((ins[0].shape[3], ins[0].numel // ins[0].shape[3]),
+                                        batched=False),
+          inputs=("w",), flops=lambda a, i, o: 0,
+          expr="w.transpose(3, 0, 1, 2).reshape(w.shape[3], -1)",   # reshape copies: C order
+          doc="HWIO conv kernel -> (out, kh*kw*in): each output channel's taps contiguous"),
+    OpDef("transpose_kernel", INJECTIVE,
+          lambda attrs, ins: TensorType(ins[0].shape[::-1], batched=False),
+          inputs=("w",), flops=lambda a, i, o: 0, expr="np.ascontiguousarray(w.T)",
+          doc="dense kernel (in, out) -> (out, in): each output's weights contiguous"),
 )

@@ -1,0 +1,263 @@
+"""fuse: group nodes into kernels, decided from op categories (as TVM's FuseOps does).
+
+    conv2d -> bias_add -> relu -> maxpool2d          [conv2d + bias_add + relu + maxpool2d]
+    dense  -> bias_add -> softmax               =>   [dense + bias_add + softmax]
+    conv2d -> bias_add -> add(., shortcut) -> relu   [conv2d + bias_add + add + relu]
+
+Rules (each can be switched off by name; `fuse="none"` switches all off):
+
+* ``epilogue``     an elementwise/broadcast op joins the group of the complex op or
+                   reduction that produces its input (conv2d + bias + relu, dense + bias +
+                   relu, the residual add in the epilogue of the conv2d ending a block)
+* ``pool``         a window reduction (pooling) joins a complex op whose template can pool
+                   in its epilogue: the pooled output is computed directly and the
+                   pre-pool tensor is never written
+* ``row``          a row reduction (softmax) joins a complex op whose template produces
+                   whole rows (dense + bias + softmax)
+* ``elementwise``  elementwise/broadcast ops with no complex op or reduction before them
+                   form one kernel (batchnorm + activation, add + relu)
+
+Legality (`legal`) is decided apart from profitability (`profitable`); correctness never
+depends on the latter. A group grows from its first node along its output while the
+output has exactly one reader. When the output has several readers (a residual diamond),
+the readers join only together with their immediate post-dominator -- the node every
+path from the output reaches -- and only if every node on those paths may join: then no
+intermediate is needed outside the group.
+
+Refused (recorded with the reason): the output is read twice and the paths do not
+rejoin through fusable ops ("output used twice"); a second reduction in one group ("one
+reduction per kernel"); overlapping pool windows ("pool windows overlap", unprofitable:
+the convolution rows under two windows would be computed twice); a rule switched off.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..ir import ops
+from ..ir.graph import Attrs, Graph, Node
+
+RULES = {
+    "epilogue": "elementwise/broadcast ops into the kernel of the complex op or reduction "
+                "producing their input",
+    "pool": "pooling into the kernel of the convolution producing its input",
+    "row": "a row reduction (softmax) into the kernel of a dense layer",
+    "elementwise": "chains of elementwise/broadcast ops into one kernel",
+}
+
+
+@dataclass
+class Group:
+    members: list[Node]
+    anchor: Node | None
+    reducer: Node | None = None
+    rules: list[str] = field(default_factory=list)
+
+    @property
+    def output(self) -> str:
+        return self.members[-1].output
+
+
+def _category(node: Node) -> str:
+    return ops.get(node.op).category
+
+
+def _chainable(node: Node) -> bool:
+    op = ops.get(node.op)
+    return op.category in (ops.ELEMENTWISE, ops.BROADCAST) and op.expr is not None \
+        and not op.view
+
+
+def _batched(graph: Graph, node: Node) -> bool:
+    return graph.type(node.outputs[0]).batched
+
+
+def rule_for(group: Group, node: Node) -> str | None:
+    """Which rule would let `node` join `group` (None: no rule covers the pair)."""
+    if _chainable(node):
+        return "epilogue" if group.anchor is not None else "elementwise"
+    op = ops.get(node.op)
+    if group.anchor is not None and _category(group.anchor) == ops.COMPLEX:
+        if op.window and "window" in ops.get(group.anchor.op).reducers:
+            return "pool"
+        if op.row and "row" in ops.get(group.anchor.op).reducers:
+            return "row"
+    return None
+
+
+def legal(graph: Graph, group: Group, node: Node) -> str | None:
+    """None if `node` may join `group` correctly, else the reason it may not."""
+    if rule_for(group, node) in ("pool", "row") and group.reducer is not None:
+        return "one reduction per kernel"
+    if group.reducer is not None and _chainable(node):
+        internal = {m.output for m in group.members}
+        for value in node.inputs:
+            if value in internal and value != group.output:
+                return f"reads '{value}' from before the reduction"
+    if ops.get(node.op).row and node.inputs[0] != group.output:
+        return "the row reduction does not read the group's output"
+    return None
+
+
+def profitable(graph: Graph, group: Group, node: Node) -> str | None:
+    """None if fusing is worth it, else why not."""
+    if ops.get(node.op).window:
+        if any(s < k for s, k in zip(node.attrs["strides"], node.attrs["pool"])):
+            return "pool windows overlap: convolution rows would be computed twice"
+    return None
+
+
+class Fuser:
+    def __init__(self, graph: Graph, ctx):
+        self.graph = graph
+        self.ctx = ctx
+        self.index = {n.name: i for i, n in enumerate(graph.nodes)}
+        self.assigned: dict[str, Group] = {}
+
+    def run(self) -> list[Group]:
+        groups = []
+        for node in self.graph.nodes:
+            if node.name in self.assigned or ops.get(node.op).view or \
+                    not _batched(self.graph, node):
+                continue
+            cat = _category(node)
+            anchor = node if cat in (ops.COMPLEX, ops.REDUCTION) else None
+            group = Group([node], anchor)
+            if cat == ops.OPAQUE:
+                groups.append(group)
+                self.assigned[node.name] = group
+                continue
+            self.assigned[node.name] = group
+            self._grow(group)
+            groups.append(group)
+        return groups
+
+    def _grow(self, group: Group) -> None:
+        graph = self.graph
+        while True:
+            out = group.output
+            readers = graph.consumers.get(out, [])
+            if out in graph.outputs or not readers:
+                return
+            if len(readers) == 1 and graph.uses(out) == 1:
+                node = readers[0]
+                if not self._try(group, [node]):
+                    return
+                continue
+            if not self._try_diamond(group, readers):
+                return
+
+    def _try(self, group: Group, nodes: list[Node], diamond: bool = False) -> bool:
+        first = nodes[0]
+        if first.name in self.assigned or ops.get(first.op).view:
+            return False
+        rule = rule_for(group, first)
+        if rule is None:
+            return False
+        for node in nodes[1:]:
+            if rule_for(group, node) not in ("epilogue", "elementwise"):
+                return False
+        if rule not in self.ctx.fuse_rules:
+            self.ctx.refuse(rule, first, f"rule '{rule}' is switched off", group.members[0])
+            return False
+        for node in nodes:
+            reason = legal(self.graph, group, node) or profitable(self.graph, group, node)
+            if reason:
+                self.ctx.refuse(rule, node, reason, group.members[0])
+                return False
+        for node in nodes:
+            group.members.append(node)
+            self.assigned[node.name] = group
+            node_rule = rule_for(group, node)
+            if node_rule in ("pool", "row"):
+                group.reducer = node
+            if node_rule not in group.rules:
+                group.rules.append(node_rule)
+        if diamond:
+            self.ctx.note("fuse", f"diamond from '{group.members[0].name}' joined at "
+                                  f"'{nodes[-1].name}'")
+        return True
+
+    def _try_diamond(self, group: Group, readers: list[Node]) -> bool:
+        """Join all readers of the group's output together with their post-dominator."""
+        graph = self.graph
+        out = group.output
+        region = self._region(out)
+        names = ", ".join(sorted({r.name for r in readers}))
+        candidate = next((r for r in readers if rule_for(group, r) is not None), None)
+        if region is None or any(not _chainable(n) for n in region):
+            if candidate is not None:
+                self.ctx.refuse(rule_for(group, candidate), candidate,
+                                f"output used twice (by {names}) and the paths do not "
+                                f"rejoin through fusable ops", group.members[0])
+            return False
+        return self._try(group, region, diamond=True)
+
+    def _region(self, value: str) -> list[Node] | None:
+        """The nodes between `value`'s readers and their immediate post-dominator, in
+        order, ending with it; None if some intermediate escapes the region."""
+        graph = self.graph
+        reach: dict[str, set[str]] = {}        # node -> nodes reachable from it (incl.)
+        for node in reversed(graph.nodes):
+            seen = {node.name}
+            for out in node.outputs:
+                for reader in graph.consumers.get(out, []):
+                    seen |= reach[reader.name]
+            reach[node.name] = seen
+        readers = graph.consumers[value]
+        common = set.intersection(*(reach[r.name] for r in readers))
+        if not common:
+            return None
+        join = min(common, key=self.index.__getitem__)
+        inside = set()
+        for node in graph.nodes:
+            i = self.index[node.name]
+            if i > self.index[join]:
+                break
+            if any(node.name in reach[r.name] for r in readers) and join in reach[node.name]:
+                inside.add(node.name)
+        region = [n for n in graph.nodes if n.name in inside]
+        for node in region:
+            if node.name == join:
+                continue
+            for out in node.outputs:
+                if out in graph.outputs or any(r.name not in inside
+                                               for r in graph.consumers.get(out, [])):
+                    return None
+        return region
+
+
+def run(graph: Graph, ctx) -> Graph:
+    groups = Fuser(graph, ctx).run()
+    grouped = {m.name: g for g in groups if len(g.members) > 1 for m in g.members}
+    nodes: list[Node] = []
+    emitted: set[int] = set()
+    for node in graph.nodes:
+        group = grouped.get(node.name)
+        if group is None:
+            nodes.append(node)
+            continue
+        if id(group) in emitted or node is not group.members[-1]:
+            continue
+        emitted.add(id(group))
+        nodes.append(_fused_node(graph, group))
+    return graph.replace(nodes=tuple(_order(nodes, graph)))
+
+
+def _fused_node(graph: Graph, group: Group) -> Node:
+    internal = {m.output for m in group.members}
+    inputs: list[str] = []
+    for member in group.members:
+        for value in member.inputs:
+            if value not in internal and value not in inputs:
+                inputs.append(value)
+    first = group.anchor or group.members[0]
+    return Node(first.name + "+", "fused", tuple(inputs), (group.output,), Attrs(),
+                first.layer, first.loc, body=tuple(group.members),
+                rule="+".join(group.rules))
+
+
+def _order(nodes: list[Node], graph: Graph) -> list[Node]:
+    from .rewrite import topological
+    defined = set(graph.inputs) | {p.name for p in graph.params}
+    return topological(nodes, defined)
