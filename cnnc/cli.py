@@ -62,6 +62,23 @@ def cmd_graph(args) -> int:
     return 0
 
 
+def cmd_compile(args) -> int:
+    from .compiler import lower
+    from .util import atomic_write_text
+    compiled = lower(args.file, model=args.model, target=args.target, fuse=args.fuse)
+    source = compiled.source()
+    if args.output in (None, "-"):
+        sys.stdout.write(source)
+        return 0
+    atomic_write_text(args.output, source)
+    functions = source.count("@njit(")
+    groups = compiled.kernel_groups()
+    print(f"{args.output}: {compiled.model.name}, {groups} kernel group"
+          f"{'s' * (groups != 1)} in {functions} kernel function{'s' * (functions != 1)}, "
+          f"target {args.target}, fusion {compiled.options.fuse}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cnnc", description="A compiler for convolutional neural networks.")
@@ -78,6 +95,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file")
     p.add_argument("--model", help="only this model")
     p.set_defaults(run=cmd_summary)
+
+    p = sub.add_parser("compile", help="write the standalone generated module")
+    p.add_argument("file")
+    p.add_argument("--model")
+    p.add_argument("--target", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--fuse", default="all",
+                   help="fusion rules: all, none, or a comma-separated list of "
+                        "epilogue, pool, row, elementwise")
+    p.add_argument("-o", "--output", help="output .py file (default: stdout)")
+    p.set_defaults(run=cmd_compile)
 
     p = sub.add_parser("graph", help="write the IR graph as Graphviz dot, svg or png")
     p.add_argument("file")

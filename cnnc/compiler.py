@@ -26,6 +26,12 @@ class Compiled:
     def source(self) -> str:
         return generate(self.model, self.graph, self.options)
 
+    def kernel_groups(self) -> int:
+        """How many kernels forward() runs (fused groups count once)."""
+        from .ir import ops
+        return sum(1 for n in self.graph.nodes if self.graph.type(n.outputs[0]).batched
+                   and not (ops.get(n.op).view and not n.body))
+
 
 def select_model(program: Program, name: str | None) -> Model:
     if name is None:
@@ -44,6 +50,9 @@ def lower(path_or_text, *, model: str | None = None, target: str = "cpu",
 
     if target not in TARGETS:
         raise CnncError(Diagnostic(f"unknown target '{target}' (cpu or cuda)"))
+    if target == "cuda":
+        from .errors import CnncRuntimeError
+        raise CnncRuntimeError("the cuda target is not available in this version of cnnc")
     program = parse(path_or_text)
     chosen = select_model(program, model)
     graph, report = run_inference(chosen.graph, fuse=fuse)
@@ -70,5 +79,7 @@ def compile(path_or_text, target: str = "cpu", *, model: str | None = None, fuse
     from .runtime.cache import ensure_module
     source = ensure_module(path, compiled.source)
     module = import_module(path, f"cnnc_{compiled.model.name}_{key}")
+    from .runtime.kernel_store import link
+    link(module, source)
     return CompiledModel(compiled.model, compiled.graph, module, path, source,
                          compiled.options, compiled.program, compiled.report)

@@ -6,6 +6,7 @@ runs a seeded, fast subset without it.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -22,10 +23,24 @@ def pytest_addoption(parser):
 def pytest_collection_modifyitems(config, items):
     if config.getoption("--long"):
         return
-    skip = pytest.mark.skip(reason="long test: run with --long")
-    for item in items:
-        if "long" in item.keywords:
-            item.add_marker(skip)
+    long = [item for item in items if "long" in item.keywords]
+    if long:
+        config.hook.pytest_deselected(items=long)
+        items[:] = [item for item in items if "long" not in item.keywords]
+
+
+# Kernels compile at LLVM -O1 in tests: the same source, types and fast-math flags as a
+# user's -O3 build, at under half the compile time. tests/codegen/test_examples.py runs
+# mnist_cnn once more at Numba's default level in a subprocess.
+os.environ.setdefault("NUMBA_OPT", "1")
+
+
+def pytest_configure(config):
+    # Compiled modules and kernels go to a cache for this test session unless the caller
+    # chose one (CI starts empty either way).
+    if "CNNC_CACHE_DIR" not in os.environ:
+        import tempfile
+        os.environ["CNNC_CACHE_DIR"] = tempfile.mkdtemp(prefix="cnnc-test-cache-")
 
 
 @pytest.fixture

@@ -96,7 +96,7 @@ def _name_args(group: Group, graph: Graph) -> None:
 RESERVED = frozenset("""
     y n t i j q r s c co ci oh ow ih iw ph pw pr ps h w_in cin cout out_h out_w pool_h pool_w
     n_batch n_in n_out blk n0 rows acc patch taps base pooled top left rows_in scale total
-    inv x2 e v ch h0 w0 h_lo h_hi w_lo w_hi channels ZERO ONE FASTMATH np math prange njit
+    inv x2 e v ch h0 w0 cols_in h_lo h_hi w_lo w_hi channels ZERO ONE FASTMATH np math prange njit
     """.split())
 
 

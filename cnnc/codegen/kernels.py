@@ -109,7 +109,7 @@ def _conv2d(kernel: Kernel, graph: Graph) -> None:
         ctx.value = "acc[co, ow]"
         terms = [f"w{r}_{s} * rows[{r}, {_affine('ow', ctx.sw, s * ctx.dw)}]"
                  for r in range(ctx.kh) for s in range(ctx.kw)]
-        ctx.col_sum = "acc[co, ow] = (\n    " + "\n    + ".join(terms) + "\n)"
+        ctx.col_sum = "v = (\n    " + "\n    + ".join(terms) + "\n)"
         how = ("One input channel: each thread zero-pads the input rows under an output row "
                "and sums the shifted rows per output channel, vectorized over output columns.")
     ctx.pool = None
@@ -119,6 +119,7 @@ def _conv2d(kernel: Kernel, graph: Graph) -> None:
         p.kh, p.kw = pool.attrs["pool"]
         p.sh, p.sw = pool.attrs["strides"]
         p.pt, _, p.pl, _ = pool.attrs["pads"]
+        p.exact = not any(pool.attrs["pads"])     # every window inside the conv output
         ctx.pool = p
         ctx.loops = [f"Parallel over (n, pooled row). {how} The {p.kh} convolution rows under "
                      f"a row of {p.kh}x{p.kw} windows go through the epilogue and are pooled "

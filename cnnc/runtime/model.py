@@ -71,8 +71,8 @@ class CompiledModel:
     def predict(self, x, batch_size: int | None = None) -> np.ndarray:
         """The final layer's output for NHWC float32 input `x` of shape (N, H, W, C)."""
         x = self._check_input(x)
-        batch = batch_size or DEFAULT_BATCH
-        if not isinstance(batch, (int, np.integer)) or batch <= 0:
+        batch = DEFAULT_BATCH if batch_size is None else batch_size
+        if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch <= 0:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         n = x.shape[0]
         params = self._prepared_params()

@@ -49,7 +49,7 @@ register(
           lambda attrs, ins: TensorType((ins[0].shape[3], ins[0].numel // ins[0].shape[3]),
                                         batched=False),
           inputs=("w",), flops=lambda a, i, o: 0,
-          expr="w.transpose(3, 0, 1, 2).reshape(w.shape[3], -1)",   # reshape copies: C order
+          expr="np.ascontiguousarray(w.transpose(3, 0, 1, 2)).reshape(w.shape[3], -1)",
           doc="HWIO conv kernel -> (out, kh*kw*in): each output channel's taps contiguous"),
     OpDef("transpose_kernel", INJECTIVE,
           lambda attrs, ins: TensorType(ins[0].shape[::-1], batched=False),

@@ -1,0 +1,84 @@
+"""Shared helpers for oracle tests: compile a model, run it, compare with PyTorch."""
+
+from __future__ import annotations
+
+import itertools
+import random
+
+import numpy as np
+
+import cnnc
+from oracles import torch_ref
+
+
+def compare(text: str, *, fuse="all", batches=(1, 7), seed=0, tol=None, compiled=None):
+    """Compile `text`, set random parameters, and compare predict() with the oracle.
+
+    Returns the compiled model. Raises AssertionError with the worst error.
+    """
+    model = compiled or cnnc.compile(text, fuse=fuse)
+    params = torch_ref.random_params(model.model, seed)
+    model.set_params(params)
+    rng = np.random.default_rng(seed + 1)
+    tol = tol or torch_ref.TOL["float32"]
+    for batch in batches:
+        x = rng.normal(size=(batch,) + model.input_shape).astype(np.float32)
+        y = model.predict(x)
+        ref = torch_ref.forward(model.model, params, x)
+        assert y.shape == ref.shape, (y.shape, ref.shape)
+        assert y.dtype == np.float32
+        err = float(np.max(np.abs(y - ref)))
+        assert err <= tol, f"max abs error {err:.3g} > {tol} (batch {batch})\n{text}"
+    return model
+
+
+def pairwise(factors: dict[str, list], seed: int = 0, allowed=lambda row: True) -> list[dict]:
+    """A covering array: every pair of values of two factors appears in some row.
+
+    Greedy: each new row is the best of 50 random allowed candidates by the number of
+    still-uncovered pairs it covers. Seeded, so the selection is the same every run.
+    """
+    rng = random.Random(seed)
+    names = list(factors)
+    uncovered = set()
+    for a, b in itertools.combinations(names, 2):
+        for va in factors[a]:
+            for vb in factors[b]:
+                if any(allowed(dict(row, **{a: va, b: vb})) for row in _samples(factors, rng)):
+                    uncovered.add((a, repr(va), b, repr(vb)))
+    rows = []
+    while uncovered:
+        best, best_gain = None, -1
+        for _ in range(50):
+            row = {n: rng.choice(factors[n]) for n in names}
+            # Seed the candidate with one uncovered pair so progress is guaranteed.
+            a, va, b, vb = next(iter(sorted(uncovered)))
+            row[a] = _value(factors[a], va)
+            row[b] = _value(factors[b], vb)
+            if not allowed(row):
+                continue
+            gain = sum((x, repr(row[x]), y, repr(row[y])) in uncovered
+                       for x, y in itertools.combinations(names, 2))
+            if gain > best_gain:
+                best, best_gain = row, gain
+        if best is None:                      # the first uncovered pair is not allowed
+            uncovered.remove(next(iter(sorted(uncovered))))
+            continue
+        rows.append(best)
+        for x, y in itertools.combinations(names, 2):
+            uncovered.discard((x, repr(best[x]), y, repr(best[y])))
+    return rows
+
+
+def _samples(factors, rng, n=30):
+    return [{k: rng.choice(v) for k, v in factors.items()} for _ in range(n)]
+
+
+def _value(values, text):
+    return next(v for v in values if repr(v) == text)
+
+
+def product(factors: dict[str, list], allowed=lambda row: True) -> list[dict]:
+    names = list(factors)
+    rows = [dict(zip(names, combo)) for combo in itertools.product(*factors.values())]
+    return [row for row in rows if allowed(row)]
