@@ -17,6 +17,9 @@ from .errors import CnncError, CnncRuntimeError, Diagnostic
 from .ir.attrs import did_you_mean
 
 
+FUSE_HELP = "a comma-separated list of epilogue, pool, row, elementwise"
+
+
 def _program(args):
     from . import parse
     return parse(args.file)
@@ -55,7 +58,12 @@ def cmd_graph(args) -> int:
     fmt = args.format or (Path(args.output).suffix.lstrip(".") if args.output else "dot")
     if fmt not in ("dot", "svg", "png"):
         raise CnncError(Diagnostic(f"unknown graph format '{fmt}' (dot, svg or png)"))
-    dot = viz.to_dot(model.graph, model.name)
+    if args.fused:
+        from .passes import run_inference
+        graph, _ = run_inference(model.graph, fuse=args.fuse)
+        dot = viz.to_dot_fused(graph, model.name)
+    else:
+        dot = viz.to_dot(model.graph, model.name)
     text = viz.write(dot, Path(args.output) if args.output else None, fmt)
     if text is not None:
         sys.stdout.write(text)
@@ -79,6 +87,22 @@ def cmd_compile(args) -> int:
     return 0
 
 
+def cmd_explain(args) -> int:
+    from .explain import explain, render
+    program = _program(args)
+    model = _model(program, args.model)
+    exp = explain(model, fuse=args.fuse, disable=_disabled(args))
+    if args.json:
+        print(exp.to_json())
+    else:
+        print(render(exp, program.text.splitlines()))
+    return 0
+
+
+def _disabled(args) -> tuple[str, ...]:
+    return tuple(p for p in (args.no_pass or "").split(",") if p)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cnnc", description="A compiler for convolutional neural networks.")
@@ -100,15 +124,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file")
     p.add_argument("--model")
     p.add_argument("--target", choices=("cpu", "cuda"), default="cpu")
-    p.add_argument("--fuse", default="all",
-                   help="fusion rules: all, none, or a comma-separated list of "
-                        "epilogue, pool, row, elementwise")
+    p.add_argument("--fuse", default="all", help="all, none, or rules: " + FUSE_HELP)
     p.add_argument("-o", "--output", help="output .py file (default: stdout)")
     p.set_defaults(run=cmd_compile)
+
+    p = sub.add_parser("explain", help="what fused, what was refused and why, what it saves")
+    p.add_argument("file")
+    p.add_argument("--model")
+    p.add_argument("--fuse", default="all", help="all, none, or rules: " + FUSE_HELP)
+    p.add_argument("--no-pass", help="switch off passes (comma-separated): "
+                                     "simplify_inference, fold_batchnorm")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(run=cmd_explain)
 
     p = sub.add_parser("graph", help="write the IR graph as Graphviz dot, svg or png")
     p.add_argument("file")
     p.add_argument("--model")
+    p.add_argument("--fused", action="store_true",
+                   help="the graph after the passes, one cluster per kernel group")
+    p.add_argument("--fuse", default="all", help="with --fused: which rules")
     p.add_argument("--format", choices=("dot", "svg", "png"),
                    help="default: from the output file's suffix, else dot")
     p.add_argument("-o", "--output", help="output file (default: dot text on stdout)")

@@ -94,3 +94,30 @@ def write(dot, out: Path | None, fmt: str) -> str | None:
     from .util import atomic_write_bytes
     atomic_write_bytes(out, data)
     return None
+
+
+def to_dot_fused(graph: Graph, title: str):
+    """The graph after the passes, each kernel group drawn as a cluster of its IR nodes."""
+    from .ir import ops
+    from .ir.graph import ACTIVATION
+    members, groups = [], []
+    values = dict(graph.values)
+    for node in graph.nodes:
+        if not graph.type(node.outputs[0]).batched:
+            continue                              # parameter preparation, not per batch
+        body = node.body or (node,)
+        for m in body:
+            for out in m.outputs:
+                values.setdefault(out, graph.values.get(out) or
+                                  _value_like(graph, node.output, out))
+        members.extend(body)
+        if not (ops.get(node.op).view and not node.body):
+            label = f"kernel {len(groups) + 1}" + (f" [{node.rule}]" if node.rule else "")
+            groups.append((label, list(body)))
+    flat = graph.replace(values=values, nodes=tuple(members))
+    return to_dot(flat, f"{title} (fused)", groups)
+
+
+def _value_like(graph, known, name):
+    from .ir.graph import Value
+    return Value(name, graph.type(known))

@@ -194,37 +194,42 @@ class Fuser:
         return self._try(group, region, diamond=True)
 
     def _region(self, value: str) -> list[Node] | None:
-        """The nodes between `value`'s readers and their immediate post-dominator, in
-        order, ending with it; None if some intermediate escapes the region."""
+        """The nodes from `value`'s readers to their immediate post-dominator, in order,
+        ending with it; None if there is none within reach.
+
+        Candidates are the nodes every reader reaches, earliest first; the first whose
+        region lets no intermediate value escape (read outside it, or a graph output) is
+        the post-dominator: every path from `value` passes through it.
+        """
         graph = self.graph
-        reach: dict[str, set[str]] = {}        # node -> nodes reachable from it (incl.)
-        for node in reversed(graph.nodes):
-            seen = {node.name}
-            for out in node.outputs:
-                for reader in graph.consumers.get(out, []):
-                    seen |= reach[reader.name]
-            reach[node.name] = seen
+        reach = self._reach()
         readers = graph.consumers[value]
         common = set.intersection(*(reach[r.name] for r in readers))
-        if not common:
-            return None
-        join = min(common, key=self.index.__getitem__)
-        inside = set()
-        for node in graph.nodes:
-            i = self.index[node.name]
-            if i > self.index[join]:
-                break
-            if any(node.name in reach[r.name] for r in readers) and join in reach[node.name]:
-                inside.add(node.name)
-        region = [n for n in graph.nodes if n.name in inside]
-        for node in region:
-            if node.name == join:
-                continue
-            for out in node.outputs:
-                if out in graph.outputs or any(r.name not in inside
-                                               for r in graph.consumers.get(out, [])):
-                    return None
-        return region
+        for join in sorted(common, key=self.index.__getitem__):
+            inside = {n.name for n in graph.nodes
+                      if self.index[n.name] <= self.index[join]
+                      and any(n.name in reach[r.name] for r in readers)
+                      and join in reach[n.name]}
+            region = [n for n in graph.nodes if n.name in inside]
+            if not any(out in graph.outputs or any(r.name not in inside
+                                                   for r in graph.consumers.get(out, []))
+                       for node in region if node.name != join for out in node.outputs):
+                return region
+        return None
+
+    def _reach(self) -> dict[str, set[str]]:
+        """node -> the nodes reachable from it, itself included (computed once)."""
+        if not hasattr(self, "_reach_cache"):
+            graph = self.graph
+            reach: dict[str, set[str]] = {}
+            for node in reversed(graph.nodes):
+                seen = {node.name}
+                for out in node.outputs:
+                    for reader in graph.consumers.get(out, []):
+                        seen |= reach[reader.name]
+                reach[node.name] = seen
+            self._reach_cache = reach
+        return self._reach_cache
 
 
 def run(graph: Graph, ctx) -> Graph:

@@ -1,0 +1,248 @@
+"""Each pass, before and after, on small hand-built graphs."""
+
+from __future__ import annotations
+
+import pytest
+
+from cnnc.ir.builder import GraphBuilder
+from cnnc.ir.graph import INPUT, TensorType
+from cnnc.ir.ops import ParamSpec
+from cnnc.passes import PassContext, fold_batchnorm, fuse, pack_kernels, simplify_inference
+from cnnc.passes.verify import VerifyError, verify
+
+ALL = ("epilogue", "pool", "row", "elementwise")
+
+
+def ctx(rules=ALL):
+    return PassContext(rules)
+
+
+def conv_attrs(k=3, s=1, padding="valid", pads=(0, 0, 0, 0), filters=4):
+    return {"filters": filters, "kernel": (k, k), "strides": (s, s), "padding": padding,
+            "dilation": (1, 1), "pads": pads}
+
+
+def pool_attrs(p=2, s=2, pads=(0, 0, 0, 0)):
+    return {"pool": (p, p), "strides": (s, s), "padding": "valid", "pads": pads}
+
+
+def conv(b, x, name, cin=3, filters=4, **kw):
+    w = b.param(name, ParamSpec("kernel", (3, 3, cin, filters), "glorot_uniform"))
+    y = b.node("conv2d", [x, w], conv_attrs(filters=filters, **kw), layer=name, name=name)
+    bias = b.param(name, ParamSpec("bias", (filters,), "zeros"))
+    return b.node("bias_add", [y, bias], layer=name, name=f"{name}/bias_add")
+
+
+def ops_of(graph):
+    return [(n.op if not n.body else "+".join(m.op for m in n.body)) for n in graph.nodes
+            if graph.type(n.outputs[0]).batched]
+
+
+def start(shape=(8, 8, 3)):
+    b = GraphBuilder()
+    return b, b.input("input", TensorType(shape), INPUT)
+
+
+# --- simplify_inference ---------------------------------------------------------------
+
+def test_simplify_removes_dropout_and_linear_and_keeps_flatten():
+    b, x = start()
+    d = b.node("dropout", [x], {"rate": 0.5}, layer="dropout")
+    l = b.node("linear", [d], layer="activation")
+    f = b.node("flatten", [l], layer="flatten")
+    r = b.node("relu", [f], layer="activation_1")
+    graph = b.build([r])
+    after = simplify_inference.run(graph, ctx())
+    assert [n.op for n in after.nodes] == ["flatten", "relu"]
+    assert after.node("flatten").inputs == ("input",)
+    verify(after)
+
+
+def test_simplify_rewires_a_graph_output():
+    b, x = start()
+    r = b.node("relu", [x], layer="a")
+    d = b.node("dropout", [r], {"rate": 0.1}, layer="d")
+    after = simplify_inference.run(b.build([d]), ctx())
+    assert after.outputs == ("a",)
+
+
+# --- fold_batchnorm -------------------------------------------------------------------
+
+def bn(b, x, name, c=4):
+    specs = [ParamSpec("gamma", (c,), "ones"), ParamSpec("beta", (c,), "zeros"),
+             ParamSpec("moving_mean", (c,), "zeros", False),
+             ParamSpec("moving_variance", (c,), "ones", False)]
+    params = [b.param(name, s) for s in specs]
+    return b.node("batchnorm", [x] + params, {"momentum": 0.99, "epsilon": 1e-3}, layer=name,
+                  name=name)
+
+
+def test_fold_batchnorm_into_conv_with_bias():
+    b, x = start()
+    y = bn(b, conv(b, x, "c"), "bn")
+    graph = b.build([b.node("relu", [y], layer="r")])
+    after = fold_batchnorm.run(graph, ctx())
+    assert [n.op for n in after.nodes] == ["bn_scale", "scale_kernel", "fold_bias", "conv2d",
+                                           "bias_add", "relu"]
+    conv_node = after.node("c")
+    assert conv_node.inputs == ("input", "c/kernel@bn")
+    assert after.node("bn").inputs == ("c", "bn/folded_bias")      # the new bias_add
+    assert after.values["c/kernel@bn"].role == "derived"
+    verify(after)
+
+
+def test_fold_batchnorm_refuses_when_the_conv_output_is_read_twice():
+    b, x = start()
+    c = conv(b, x, "c")
+    y = bn(b, c, "bn")
+    graph = b.build([b.node("add", [y, c], layer="add")])
+    context = ctx()
+    after = fold_batchnorm.run(graph, context)
+    assert [n.op for n in after.nodes] == [n.op for n in graph.nodes]
+    assert context.report.decisions[0].reason == "output of 'c' is used twice"
+
+
+def test_fold_batchnorm_refuses_after_pooling():
+    b, x = start()
+    y = bn(b, b.node("maxpool2d", [x], pool_attrs(), layer="p"), "bn", c=3)
+    context = ctx()
+    after = fold_batchnorm.run(b.build([y]), context)
+    assert [n.op for n in after.nodes] == ["maxpool2d", "batchnorm"]
+    assert context.report.decisions[0].reason == "not preceded by conv2d or dense"
+
+
+# --- pack_kernels ---------------------------------------------------------------------
+
+def test_pack_kernels_layouts():
+    b, x = start((6, 6, 1))
+    c1 = conv(b, x, "c1", cin=1)                       # one input channel: HWIO stays
+    c2 = conv(b, c1, "c2", cin=4)                      # packed (out, kh*kw*in)
+    f = b.node("flatten", [c2], layer="f")
+    w = b.param("d", ParamSpec("kernel", (16 * 4, 5), "glorot_uniform"))
+    d = b.node("dense", [f, w], {"units": 5}, layer="d", name="d")
+    after = pack_kernels.run(b.build([d]), ctx())
+    assert after.node("c1").inputs[1] == "c1/kernel"
+    assert "kernel_layout" not in after.node("c1").attrs
+    assert after.node("c2").inputs[1] == "c2/kernel:ohwi"
+    assert after.type("c2/kernel:ohwi").shape == (4, 36)
+    assert after.node("d").attrs["kernel_layout"] == "oi"
+    assert after.type("d/kernel:oi").shape == (5, 64)
+    verify(after)
+
+
+# --- fuse -----------------------------------------------------------------------------
+
+def test_epilogue_pool_row_rules():
+    b, x = start()
+    r = b.node("relu", [conv(b, x, "c")], layer="c")
+    p = b.node("maxpool2d", [r], pool_attrs(), layer="p")
+    f = b.node("flatten", [p], layer="f")
+    w = b.param("d", ParamSpec("kernel", (27 * 4 // 3 * 0 + 9 * 4, 3), "glorot_uniform"))
+    d = b.node("dense", [f, w], {"units": 3}, layer="d", name="d")
+    s = b.node("softmax", [d], layer="d")
+    graph = b.build([s])
+    after = fuse.run(graph, ctx())
+    assert ops_of(after) == ["conv2d+bias_add+relu+maxpool2d", "flatten", "dense+softmax"]
+    rules = [n.rule for n in after.nodes if n.body]
+    assert rules == ["epilogue+pool", "row"]
+    verify(after)
+
+
+@pytest.mark.parametrize("rules, expected", [
+    ((), ["conv2d", "bias_add", "relu", "maxpool2d"]),
+    (("epilogue",), ["conv2d+bias_add+relu", "maxpool2d"]),
+    (("pool",), ["conv2d", "bias_add", "relu", "maxpool2d"]),
+    (("elementwise",), ["conv2d", "bias_add+relu", "maxpool2d"]),
+    (("epilogue", "pool"), ["conv2d+bias_add+relu+maxpool2d"]),
+])
+def test_each_rule_switches_on_its_own(rules, expected):
+    b, x = start()
+    r = b.node("relu", [conv(b, x, "c")], layer="c")
+    p = b.node("maxpool2d", [r], pool_attrs(), layer="p")
+    assert ops_of(fuse.run(b.build([p]), ctx(rules))) == expected
+
+
+def test_overlapping_pool_windows_are_not_fused():
+    b, x = start()
+    r = b.node("relu", [conv(b, x, "c")], layer="c")
+    p = b.node("maxpool2d", [r], pool_attrs(p=3, s=2), layer="p")
+    context = ctx()
+    after = fuse.run(b.build([p]), context)
+    assert ops_of(after) == ["conv2d+bias_add+relu", "maxpool2d"]
+    (decision,) = context.report.refusals
+    assert (decision.rule, decision.node) == ("pool", "p")
+    assert decision.reason.startswith("pool windows overlap")
+
+
+def test_output_used_twice_stops_the_group():
+    b, x = start()
+    c = conv(b, x, "c", padding="same", pads=(1, 1, 1, 1), filters=3)
+    r = b.node("relu", [c], layer="c")
+    c2 = conv(b, r, "c2", padding="same", pads=(1, 1, 1, 1), filters=3)
+    a = b.node("add", [c2, r], layer="add")
+    context = ctx()
+    after = fuse.run(b.build([b.node("relu", [a], layer="act")]), context)
+    assert ops_of(after) == ["conv2d+bias_add+relu", "conv2d+bias_add+add+relu"]
+    assert any("output used twice" in d.reason for d in context.report.refusals)
+
+
+def test_diamond_joins_at_its_post_dominator():
+    """relu(v) and v both feed add: v's readers rejoin at add, all elementwise."""
+    b, x = start()
+    c = conv(b, x, "c")
+    t = b.node("tanh", [c], layer="t")
+    s = b.node("sigmoid", [c], layer="s")
+    a = b.node("add", [t, s], layer="add")
+    graph = b.build([b.node("relu", [a], layer="r")])
+    after = fuse.run(graph, ctx())
+    assert ops_of(after) == ["conv2d+bias_add+tanh+sigmoid+add+relu"]
+    verify(after)
+
+
+def test_diamond_joins_at_the_true_post_dominator():
+    """tanh's output also feeds `extra`, so the paths rejoin only at add2."""
+    b, x = start()
+    c = conv(b, x, "c")
+    t = b.node("tanh", [c], layer="t")
+    s = b.node("sigmoid", [c], layer="s")
+    a = b.node("add", [t, s], layer="add")
+    extra = b.node("relu", [t], layer="extra")
+    out = b.node("add", [a, extra], layer="add2")
+    after = fuse.run(b.build([out]), ctx())
+    assert ops_of(after) == ["conv2d+bias_add+tanh+sigmoid+add+relu+add"]
+    verify(after)
+
+
+def test_diamond_through_a_complex_op_is_refused():
+    b, x = start()
+    c = conv(b, x, "c", filters=3)
+    t = b.node("tanh", [c], layer="t")
+    c2 = conv(b, t, "c2", padding="same", pads=(1, 1, 1, 1), filters=3)
+    a = b.node("add", [c2, t], layer="add")
+    context = ctx()
+    after = fuse.run(b.build([a]), context)
+    assert ops_of(after) == ["conv2d+bias_add+tanh", "conv2d+bias_add+add"]
+    (refusal,) = context.report.refusals
+    assert refusal.node == "add" and refusal.reason.startswith("output used twice (by add, c2)")
+
+
+def test_elementwise_chain_without_anchor():
+    b, x = start()
+    y = bn(b, b.node("maxpool2d", [x], pool_attrs(), layer="p"), "bn", c=3)
+    graph = b.build([b.node("relu", [y], layer="r")])
+    after = fuse.run(graph, ctx())
+    assert ops_of(after) == ["maxpool2d+batchnorm+relu"]
+    after = fuse.run(graph, ctx(("elementwise",)))
+    assert ops_of(after) == ["maxpool2d", "batchnorm+relu"]
+
+
+def test_verifier_catches_broken_graphs():
+    b, x = start()
+    r = b.node("relu", [x], layer="r")
+    graph = b.build([r])
+    broken = graph.replace(nodes=(graph.nodes[0].with_(inputs=("nope",)),))
+    with pytest.raises(VerifyError, match="reads nope before it is defined"):
+        verify(broken)
+    twice = graph.replace(nodes=graph.nodes * 2)
+    with pytest.raises(VerifyError, match="assigned twice"):
+        verify(twice)
