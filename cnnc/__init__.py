@@ -25,10 +25,15 @@ def parse(path_or_text):
     return check(text, file)
 
 
-def compile(path_or_text, target: str = "cpu", *, model: str | None = None, fuse="all"):
-    """Compile a model to a loaded CompiledModel (see cnnc.compiler.compile)."""
+def compile(path_or_text, target: str = "cpu", *, model: str | None = None, fuse="all",
+            loss: str | None = None, optimizer=None, dtype: str = "float32"):
+    """Compile a model to a loaded CompiledModel (see cnnc.compiler.compile).
+
+    `loss` and `optimizer` (written as in a train block, e.g. "adam(learning_rate=0.01)")
+    add or override the file's train block."""
     from .compiler import compile as _compile
-    return _compile(path_or_text, target, model=model, fuse=fuse)
+    return _compile(path_or_text, target, model=model, fuse=fuse, loss=loss,
+                    optimizer=optimizer, dtype=dtype)
 
 
 __all__ = ["CnncError", "CnncRuntimeError", "__version__", "compile", "parse"]

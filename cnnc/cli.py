@@ -103,6 +103,76 @@ def _disabled(args) -> tuple[str, ...]:
     return tuple(p for p in (args.no_pass or "").split(",") if p)
 
 
+def cmd_train(args) -> int:
+    import time
+    from pathlib import Path
+
+    from . import data as datasets
+    from .compiler import compile as compile_model
+    from .train.loop import NonFiniteLoss
+
+    program = _program(args)
+    model_ir = _model(program, args.model)
+    config = program.trains.get(model_ir.name)
+    if config is None:
+        raise CnncError(Diagnostic(f"model '{model_ir.name}' has no train block",
+                                   program.file, hint="add `train NAME { loss = ... "
+                                                      "optimizer = ... }` to the file"))
+    spec = args.data or config.data
+    if spec is None:
+        raise CnncError(Diagnostic("no data: give --data or `data = ...` in the train block",
+                                   program.file))
+    ds = datasets.load(spec)
+    if ds.note:
+        print(ds.note)
+    datasets.check_fits(ds, model_ir.input_type.shape, model_ir.output_type.shape[-1], spec)
+    run_dir = Path(args.resume or args.output or f"runs/{model_ir.name}")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    model = compile_model(args.file, model=model_ir.name, fuse=args.fuse)
+    print(f"compiled {model_ir.name} ({model_ir.param_count:,} parameters) in "
+          f"{time.perf_counter() - start:.1f} s; training on {len(ds.x_train):,} images "
+          f"({ds.description})")
+    epochs = args.epochs if args.epochs is not None else config.epochs
+    batch = args.batch_size or config.batch_size
+    x_val = y_val = None
+    split = config.validation_split
+    x, y = ds.x_train, ds.y_train
+    if split:
+        cut = int(len(x) * (1 - split))
+        x, x_val, y, y_val = x[:cut], x[cut:], y[:cut], y[cut:]
+    try:
+        history = model.fit(x, y, epochs=epochs, batch_size=batch,
+                            validation_data=(x_val, y_val) if x_val is not None else None,
+                            run_dir=run_dir, resume=bool(args.resume),
+                            verbose=2 if args.quiet else 1)
+    except NonFiniteLoss as e:
+        print(f"cnnc: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    model.save_weights(run_dir / "weights.npz")
+    if ds.x_test is not None:
+        loss, acc = model.evaluate(ds.x_test, ds.y_test)
+        print(f"test: loss {loss:.4f}, accuracy {acc:.4f} ({len(ds.x_test):,} images)")
+        history.history.setdefault("test_loss", []).append(loss)
+        history.history.setdefault("test_accuracy", []).append(acc)
+        from .util import atomic_write_text
+        atomic_write_text(run_dir / "history.json", history.to_json())
+    print(f"weights, checkpoint and history in {run_dir}/")
+    if args.plot:
+        from .train.plot import plot_history
+        plot_history(history, args.plot)
+    return 0
+
+
+def cmd_data(args) -> int:
+    from . import data as datasets
+    path = datasets.fetch(args.name, args.dir, args.url)
+    print(f"{args.name}: 4 files with matching MD5 sums in {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cnnc", description="A compiler for convolutional neural networks.")
@@ -127,6 +197,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fuse", default="all", help="all, none, or rules: " + FUSE_HELP)
     p.add_argument("-o", "--output", help="output .py file (default: stdout)")
     p.set_defaults(run=cmd_compile)
+
+    p = sub.add_parser("train", help="train a model with its train block")
+    p.add_argument("file")
+    p.add_argument("--model")
+    p.add_argument("--data", help="mnist, fashion_mnist, a folder of IDX files or an .npz")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--target", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--fuse", default="all", help="all, none, or rules: " + FUSE_HELP +
+                   ", loss, updates")
+    p.add_argument("-o", "--output", help="run directory (default runs/MODEL)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its checkpoint")
+    p.add_argument("--plot", metavar="PNG", help="draw loss and accuracy curves (matplotlib)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar, a line per epoch")
+    p.set_defaults(run=cmd_train)
+
+    p = sub.add_parser("data", help="datasets: `cnnc data fetch mnist|fashion_mnist`")
+    data_sub = p.add_subparsers(dest="action", required=True)
+    q = data_sub.add_parser("fetch", help="download a dataset, checking MD5 sums")
+    q.add_argument("name", choices=("mnist", "fashion_mnist"))
+    q.add_argument("--dir", help="destination (default: the user's cache directory)")
+    q.add_argument("--url", help="base URL of a mirror")
+    q.set_defaults(run=cmd_data)
 
     p = sub.add_parser("explain", help="what fused, what was refused and why, what it saves")
     p.add_argument("file")

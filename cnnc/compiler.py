@@ -22,9 +22,11 @@ class Compiled:
     graph: object
     options: Options
     report: object = None
+    training: object = None       # a TrainingProgram when the model trains
+    config: object = None         # its TrainConfig
 
     def source(self) -> str:
-        return generate(self.model, self.graph, self.options)
+        return generate(self.model, self.graph, self.options, self.training)
 
     def kernel_groups(self) -> int:
         """How many kernels forward() runs (fused groups count once)."""
@@ -44,9 +46,10 @@ def select_model(program: Program, name: str | None) -> Model:
 
 
 def lower(path_or_text, *, model: str | None = None, target: str = "cpu",
-          fuse="all") -> Compiled:
+          fuse="all", train=None, dtype: str = "float32") -> Compiled:
+    """Parse, check and optimize; `train` (a TrainConfig) overrides the file's train block."""
     from . import parse
-    from .passes import run_inference
+    from .passes import run_inference, run_training
 
     if target not in TARGETS:
         raise CnncError(Diagnostic(f"unknown target '{target}' (cpu or cuda)"))
@@ -57,11 +60,25 @@ def lower(path_or_text, *, model: str | None = None, target: str = "cpu",
     chosen = select_model(program, model)
     graph, report = run_inference(chosen.graph, fuse=fuse)
     options = Options(target=target, fuse=report.fuse_description,
-                      source_name=Path(program.file).name if program.file != "<string>" else "")
-    return Compiled(program, chosen, graph, options, report)
+                      source_name=Path(program.file).name if program.file != "<string>" else "",
+                      dtype=dtype)
+    config = train or program.trains.get(chosen.name)
+    training = None
+    if config is not None:
+        from .codegen.training import TrainingProgram
+        from .passes import parse_fuse
+        from .train.autodiff import build_eval_graph, build_training_graph
+        rules = parse_fuse(fuse)
+        tg = build_training_graph(chosen, config.loss, config.optimizer,
+                                  fuse_loss="loss" in rules)
+        train_graph, _ = run_training(tg.graph, fuse=fuse)
+        eval_graph, _ = run_inference(build_eval_graph(chosen, config.loss), fuse=fuse)
+        training = TrainingProgram(tg, train_graph, eval_graph, config.loss, fuse)
+    return Compiled(program, chosen, graph, options, report, training, config)
 
 
-def compile(path_or_text, target: str = "cpu", *, model: str | None = None, fuse="all"):
+def compile(path_or_text, target: str = "cpu", *, model: str | None = None, fuse="all",
+            loss: str | None = None, optimizer=None, dtype: str = "float32"):
     """Compile a model (a path or the text of a .cnn file) and load it.
 
     Returns a :class:`~cnnc.runtime.model.CompiledModel`. The generated module is cached
@@ -71,10 +88,12 @@ def compile(path_or_text, target: str = "cpu", *, model: str | None = None, fuse
     from .runtime.cache import cache_key, import_module, module_path
     from .runtime.model import CompiledModel
 
-    compiled = lower(path_or_text, model=model, target=target, fuse=fuse)
+    train = _train_override(path_or_text, model, loss, optimizer)
+    compiled = lower(path_or_text, model=model, target=target, fuse=fuse, train=train,
+                     dtype=dtype)
     key = cache_key(source=compiled.model.source, name=compiled.model.name,
                     file=compiled.options.source_name, target=target,
-                    fuse=compiled.options.fuse)
+                    fuse=compiled.options.fuse, train=repr(compiled.config), dtype=dtype)
     path = module_path(compiled.model.name, key)
     from .runtime.cache import ensure_module
     source = ensure_module(path, compiled.source)
@@ -82,4 +101,29 @@ def compile(path_or_text, target: str = "cpu", *, model: str | None = None, fuse
     from .runtime.kernel_store import link
     link(module, source)
     return CompiledModel(compiled.model, compiled.graph, module, path, source,
-                         compiled.options, compiled.program, compiled.report)
+                         compiled.options, compiled.program, compiled.report, compiled.config)
+
+
+def _train_override(path_or_text, model, loss, optimizer):
+    """A TrainConfig from keyword arguments (`loss=`, `optimizer=` like the train block's
+    values, e.g. optimizer="adam(learning_rate=0.01)"), or None to use the file's."""
+    if loss is None and optimizer is None:
+        return None
+    from . import parse
+    from .train.config import check_train_block
+    from .frontend.parser import parse_text
+    from .errors import Diagnostics
+    program = parse(path_or_text)
+    name = select_model(program, model).name
+    base = program.trains.get(name)
+    text = (f"train {name} {{ loss = {loss or (base.loss if base else 'mse')} "
+            f"optimizer = {optimizer or (str(base.optimizer) if base else 'adam')} }}")
+    diags = Diagnostics("<arguments>", text.splitlines())
+    tree = parse_text(text, diags)
+    diags.raise_if_any()
+    config = check_train_block(tree.trains[0], diags)
+    diags.raise_if_any()
+    if base is not None:
+        from dataclasses import replace
+        config = replace(base, loss=config.loss, optimizer=config.optimizer)
+    return config

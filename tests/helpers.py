@@ -82,3 +82,49 @@ def product(factors: dict[str, list], allowed=lambda row: True) -> list[dict]:
     names = list(factors)
     rows = [dict(zip(names, combo)) for combo in itertools.product(*factors.values())]
     return [row for row in rows if allowed(row)]
+
+
+def labels_for(loss: str, batch: int, classes: int, rng) -> np.ndarray:
+    if loss == "sparse_categorical_crossentropy":
+        return rng.integers(0, classes, batch)
+    if loss == "categorical_crossentropy":
+        return np.eye(classes, dtype=np.float32)[rng.integers(0, classes, batch)]
+    if loss == "binary_crossentropy":
+        return (rng.random((batch, classes)) > 0.5).astype(np.float32)
+    return rng.normal(size=(batch, classes)).astype(np.float32)
+
+
+def compare_gradients(text: str, loss: str = "categorical_crossentropy", *, batch=3, seed=0,
+                      fuse="all", dropout=False, tol=1e-4, compiled=None):
+    """Gradients of every parameter (and the loss) against torch.autograd in float64:
+    |g - g_torch| <= tol * max(1, |g_torch|). Returns the compiled model."""
+    from oracles import torch_ref
+    model = compiled or cnnc.compile(text, fuse=fuse, loss=loss, optimizer="sgd")
+    params = torch_ref.random_params(model.model, seed)
+    model.set_params(params)
+    rng = np.random.default_rng(seed + 7)
+    x = rng.normal(size=(batch,) + model.input_shape).astype(np.float32)
+    classes = model.output_shape[-1]
+    y = labels_for(loss, batch, classes, rng)
+    masks = None
+    if dropout:
+        masks = {}
+        key = model.module.step_seed(seed, 0)
+        salt = 0
+        for node in model.model.graph.nodes:
+            if node.op == "dropout":
+                salt += 1
+                shape = (batch,) + model.model.graph.type(node.output).shape
+                masks[node.layer] = model.module.dropout_mask(key, salt, shape,
+                                                              node.attrs["rate"])
+    value, grads = model.gradients(x, y, dropout=dropout, seed=seed)
+    ref_value, ref = torch_ref.gradients(model.model, params, x, y, loss, masks)
+    assert abs(value - ref_value) <= tol * max(1, abs(ref_value)), (value, ref_value, text)
+    assert set(grads) == set(ref), (sorted(grads), sorted(ref))
+    for name, g in grads.items():
+        err = np.abs(g - ref[name])
+        bound = tol * np.maximum(1.0, np.abs(ref[name]))
+        worst = float((err / bound).max())
+        assert worst <= 1, f"{name}: max error {float(err.max()):.3g} ({worst:.2f} of the " \
+                           f"tolerance)\n{text}"
+    return model

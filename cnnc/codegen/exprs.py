@@ -23,7 +23,7 @@ class Splice:
 
 
 def f32(value: float) -> str:
-    return f"np.float32({float(value)!r})"
+    return f"DTYPE({float(value)!r})"
 
 
 def substitute(expr: str, names: dict[str, str]) -> str:

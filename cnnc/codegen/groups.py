@@ -44,7 +44,7 @@ class Group:
 
     @property
     def output(self) -> str:
-        return self.node.outputs[0]
+        return self.node.outputs[0] if self.node.outputs else ""
 
     @property
     def inputs(self) -> tuple[str, ...]:
@@ -53,9 +53,26 @@ class Group:
     def op_tags(self) -> list[str]:
         return [SHORT.get(n.op, n.op) for n in self.nodes if not ops.get(n.op).view]
 
+    def function_name(self) -> str:
+        """Named after the ops it computes, with a direction suffix: conv2d_bias_relu_fwd,
+        dense_grad_input_relu_grad_bwd, adam_update, softmax_xent_loss."""
+        first = self.nodes[0]
+        if first.op == "update":
+            rule = first.attrs["rule"]
+            return f"{rule}_update" + ("_all" if len(self.nodes) > 1 else "")
+        if first.op == "loss":
+            return f"{first.attrs['kind']}_loss"
+        tags = self.op_tags()
+        backward = any("grad" in n.op for n in self.nodes)
+        return "_".join(tags) + ("_bwd" if backward else "_fwd")
+
 
 def analyze(node: Node, graph: Graph) -> Group:
     body = node.body or (node,)
+    if node.rule == "updates":             # horizontal: every update of a step
+        group = Group(node, tuple(body), body[0], (), None, ())
+        _name_args(group, graph)
+        return group
     anchor = None
     pre: list[Node] = []
     reducer = None
@@ -87,7 +104,7 @@ def _name_args(group: Group, graph: Graph) -> None:
         for role, value in zip(op.inputs, member.inputs):
             if value in internal or value in group.args:
                 continue
-            if role == "w" and member.attrs.get("kernel_layout") in ("ohwi", "oi"):
+            if role == "w" and member.attrs.get("kernel_layout") in ("ohwi", "oi", "ihwo"):
                 role = "wt"
             group.args[value] = namer(role)
 
@@ -96,6 +113,8 @@ def _name_args(group: Group, graph: Graph) -> None:
 RESERVED = frozenset("""
     y n t i j q r s c co ci oh ow ih iw ph pw pr ps h w_in cin cout out_h out_w pool_h pool_w
     n_batch n_in n_out blk n0 rows acc patch taps base pooled top left rows_in scale total
+    u0 u1 u2 u3 v0 v1 v2 v3 dx dgamma dbeta loss correct dz g_i partial chunk chunks
+    positions patch_t dy_t x_t y2 part inv_std inv_rows label best lse dot width index
     inv x2 e v ch h0 w0 cols_in h_lo h_hi w_lo w_hi channels ZERO ONE FASTMATH np math prange njit
     """.split())
 
@@ -114,11 +133,12 @@ class Chain:
         self.namer = Namer(RESERVED | set(group.args.values()))
 
     def render(self, nodes, value: str | None, start: str | None, full: str,
-               channel: str) -> Splice:
+               channel: str, index: str | None = None) -> Splice:
         """Apply `nodes` to `start`, the code of the element of `value` (None: no start).
 
         `full` indexes a tensor shaped like the output element (e.g. "[n, oh, ow, k]"),
-        `channel` a per-channel vector (e.g. "[k]").
+        `channel` a per-channel vector (e.g. "[k]"), `index` is the element's flat index
+        (for counter-based dropout masks). Scalar arguments are read as they are.
         """
         lines: list[str] = []
         known = {value: start} if value is not None else {}
@@ -132,12 +152,24 @@ class Chain:
             for role, arg in zip(op.inputs, node.inputs):
                 if arg in known:
                     names[role] = known[arg]
+                elif self.graph.type(arg).shape == () and not self.graph.type(arg).batched:
+                    names[role] = self.group.args[arg]
                 else:
-                    index = channel if role in op.channel_inputs else full
-                    names[role] = f"{self.group.args[arg]}{index}"
+                    where = channel if role in op.channel_inputs else full
+                    names[role] = f"{self.group.args[arg]}{where}"
             for key, attr in node.attrs.items():
-                if isinstance(attr, (int, float)) and not isinstance(attr, bool):
+                if isinstance(attr, bool):
+                    continue
+                if isinstance(attr, int):
+                    names[key] = str(attr)
+                elif isinstance(attr, float):
                     names[key] = f32(attr)
+            if "IDX" in op.expr:
+                assert index is not None, f"{node.op} needs the element index"
+                if "index" not in known:
+                    lines.append(f"index = {index}")
+                    known["index"] = "index"
+                names["IDX"] = "index"
             var = self.namer(SHORT.get(node.op, node.op))
             lines.append(f"{var} = {substitute(op.expr, names)}")
             known[node.output] = var

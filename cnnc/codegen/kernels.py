@@ -27,15 +27,26 @@ class Kernel:
     context: SimpleNamespace
     args: list[tuple[str, str]] = field(default_factory=list)   # (value, view)
     out_view: str = ASIS
+    # (value, local name, view) of each output; default: the group's output as `y`
+    outputs: list[tuple[str, str, str]] | None = None
+    # (local name, host key) of per-call scalars the host passes (learning rate, ...)
+    scalars: list[tuple[str, str]] = field(default_factory=list)
 
 
-def _describe(graph: Graph, group: Group) -> list[str]:
+def _describe(graph: Graph, kernel: "Kernel") -> list[str]:
     lines = []
-    for value, local in group.args.items():
+    for value, local in kernel.group.args.items():
+        if value.startswith("@"):
+            lines.append(f"{local}: flat buffer of every {value[1:].split(':')[-1]} of the "
+                         f"step")
+            continue
         role = graph.values[value].role
         lines.append(f"{local}: {graph.type(value).__str__().replace('None', 'N')}  "
                      f"{'parameter ' + repr(value) if role in ('param', 'state') else value}")
-    lines.append(f"y: {str(graph.type(group.output)).replace('None', 'N')}  {group.output}")
+    for local, key in kernel.scalars:
+        lines.append(f"{local}: scalar  {key}")
+    for value, local, _ in kernel.outputs:
+        lines.append(f"{local}: {str(graph.type(value)).replace('None', 'N')}  {value}")
     return lines
 
 
@@ -65,19 +76,25 @@ def build(group: Group, graph: Graph, name: str) -> Kernel:
     chain = Chain(group, graph)
     ctx = SimpleNamespace(
         name=name, title=_title(group), parallel=True,
-        pre=lambda start, full, channel: chain.render(
-            group.pre, group.anchor.output if group.anchor else None, start, full, channel),
-        post=lambda start, full, channel: chain.render(
+        pre=lambda start, full, channel, index=None: chain.render(
+            group.pre, group.anchor.output if group.anchor else None, start, full, channel,
+            index),
+        post=lambda start, full, channel, index=None: chain.render(
             group.post, group.reducer.output if group.reducer else None, start, full,
-            channel))
+            channel, index))
+    ctx.needs_index = any("IDX" in (ops.get(n.op).expr or "") for n in group.nodes)
     kernel = Kernel(name, group.template, group, ctx)
     builder(kernel, graph)
     kernel.args = kernel.args or [(v, ASIS) for v in group.args]
-    ctx.params = list(group.args.values()) + ["y"]
+    if kernel.outputs is None:
+        kernel.outputs = [(group.output, "y", kernel.out_view)]
+    ctx.params = list(group.args.values()) + [local for local, _ in kernel.scalars] + \
+        [local for _, local, _ in kernel.outputs]
     first = group.nodes[0].inputs[0]
     ctx.shapes = (f"{str(graph.type(first)).replace('None', 'N')} -> "
-                  f"{str(graph.type(group.output)).replace('None', 'N')}")
-    ctx.doc = _describe(graph, group) + [""] + [
+                  f"{str(graph.type(group.output)).replace('None', 'N')}"
+                  if group.output else "")
+    ctx.doc = _describe(graph, kernel) + [""] + [
         line for text in ctx.loops for line in textwrap.wrap(text, 88)]
     ctx.title = textwrap.shorten(ctx.title, 92, placeholder="...)")
     return kernel
@@ -167,7 +184,7 @@ def _elementwise(kernel: Kernel, graph: Graph) -> None:
                     if v in group.args and role in ops.get(n.op).channel_inputs]
     ctx.channel_arg = channel_args[0] if channel_args else None
     chain = Chain(group, graph)
-    ctx.pre = lambda full, channel: chain.render(group.pre, None, None, full, channel)
+    ctx.pre = lambda full, channel: chain.render(group.pre, None, None, full, channel, "i")
     ctx.loops = ["Parallel over all elements of the flattened tensor."]
 
 
@@ -176,9 +193,136 @@ def _softmax(kernel: Kernel, graph: Graph) -> None:
     kernel.args = [(v, ROWS) for v in group.args]
     kernel.out_view = ROWS
     chain = Chain(group, graph)
-    ctx.post = lambda start, full, channel: chain.render(group.pre, group.anchor.output, start,
-                                                         full, channel)
+    ctx.post = lambda start, full, channel, index=None: chain.render(
+        group.pre, group.anchor.output, start, full, channel, index)
     ctx.loops = ["Parallel over rows (all axes but the last)."]
+
+
+CHUNKS = 16       # fixed chunk count of deterministic reductions (any thread count)
+
+
+def _conv2d_grad_input(kernel: Kernel, graph: Graph) -> None:
+    ctx = kernel.context
+    _window(ctx, kernel.group.anchor.attrs, "kernel")
+    ctx.loops = ["Parallel over (n, input row); each thread gathers the dy values under "
+                 "each input position and multiplies them with the packed kernel in "
+                 "blocks of 2 columns x 4 channels."]
+
+
+def _conv2d_grad_weight(kernel: Kernel, graph: Graph) -> None:
+    ctx = kernel.context
+    _window(ctx, kernel.group.anchor.attrs, "kernel")
+    ctx.chunks = CHUNKS
+    kernel.outputs = [(kernel.group.output, "y", ASIS)]
+    ctx.loops = [f"Parallel over {CHUNKS} fixed chunks of the batch, then over taps for the "
+                 f"ordered sum of the chunks."]
+
+
+def _dense_grad_weight(kernel: Kernel, graph: Graph) -> None:
+    kernel.args = [(v, ROWS) for v in kernel.group.args]
+    kernel.context.loops = ["Transposes x and dy, then parallel over blocks of 4 inputs."]
+
+
+def _reduce_channels(kernel: Kernel, graph: Graph) -> None:
+    kernel.args = [(v, ROWS) for v in kernel.group.args]
+    kernel.context.chunks = CHUNKS
+    kernel.context.loops = [f"Parallel over {CHUNKS} fixed chunks of rows; chunks summed in "
+                            f"order."]
+
+
+def _pool2d_grad(kernel: Kernel, graph: Graph) -> None:
+    ctx = kernel.context
+    node = kernel.group.anchor
+    _window(ctx, node.attrs, "pool")
+    ctx.mode = ops.get(node.op).extra["mode"]
+    ctx.loops = ["Parallel over samples."]
+
+
+def _global_pool2d_grad(kernel: Kernel, graph: Graph) -> None:
+    node = kernel.group.anchor
+    kernel.context.mode = ops.get(node.op).extra["mode"]
+    kernel.args = [(v, ROWS if i == 0 else ASIS) for i, v in enumerate(kernel.group.args)]
+    kernel.context.loops = ["Parallel over samples."]
+
+
+def _softmax_grad(kernel: Kernel, graph: Graph) -> None:
+    kernel.args = [(v, ROWS) for v in kernel.group.args]
+    kernel.out_view = ROWS
+    kernel.context.loops = ["Parallel over rows."]
+
+
+def _batchnorm_train(kernel: Kernel, graph: Graph) -> None:
+    node = kernel.group.anchor
+    kernel.context.epsilon = node.attrs["epsilon"]
+    kernel.context.chunks = CHUNKS
+    kernel.args = [(v, ROWS if graph.type(v).batched else ASIS) for v in kernel.group.args]
+    y, mean, var = node.outputs
+    kernel.outputs = [(y, "y", ROWS), (mean, "mean", ASIS), (var, "var", ASIS)]
+    kernel.context.loops = ["Batch statistics in fixed chunks (parallel), then parallel over "
+                            "rows to normalize."]
+
+
+def _batchnorm_train_grad(kernel: Kernel, graph: Graph) -> None:
+    node = kernel.group.anchor
+    kernel.context.epsilon = node.attrs["epsilon"]
+    kernel.context.chunks = CHUNKS
+    kernel.args = [(v, ROWS if graph.type(v).batched else ASIS) for v in kernel.group.args]
+    dx, dgamma, dbeta = node.outputs
+    kernel.outputs = [(dx, "dx", ROWS), (dgamma, "dgamma", ASIS), (dbeta, "dbeta", ASIS)]
+    kernel.context.loops = ["Channel sums in fixed chunks (parallel), then parallel over rows."]
+
+
+def _loss(kernel: Kernel, graph: Graph) -> None:
+    node = kernel.group.anchor
+    ctx = kernel.context
+    ctx.kind = node.attrs["kind"]
+    z, labels = node.inputs
+    sparse = ctx.kind.startswith("sparse")
+    kernel.args = [(z, ROWS), (labels, FLAT if sparse else ROWS)]
+    loss, correct, dz = node.outputs
+    kernel.outputs = [(loss, "loss", ASIS), (correct, "correct", ASIS), (dz, "dz", ROWS)]
+    ctx.loops = ["Parallel over rows; the batch sums are taken in row order."]
+
+
+def update_lines(rule: str, hyper: dict) -> tuple[list[str], list[str], list[str]]:
+    """(statements, state slots, per-step scalars) of an optimizer rule, element-wise."""
+    from ..ir.ops.training import OPTIMIZERS
+    from .exprs import f32, substitute
+    slots, statements = OPTIMIZERS[rule]
+    scalars = sorted({word for text in statements for word in ("LR", "ALPHA")
+                      if word in text})
+    names = {"p": "p[i]", "g": "g_i"}
+    names.update({slot: f"{slot}[i]" for slot in slots})
+    names.update({s: s.lower() for s in scalars})
+    constants = [f"{k} = {f32(v)}" for k, v in hyper.items()
+                 if isinstance(v, float) and k != "learning_rate" and
+                 any(k in text for text in statements)]
+    lines = []
+    for text in statements:
+        target, expr = (part.strip() for part in text.split("=", 1))
+        lhs = names.get(target, target)
+        lines.append(f"{lhs} = {substitute(expr, names)}")
+    return lines, list(slots), scalars, constants
+
+
+def _update(kernel: Kernel, graph: Graph) -> None:
+    group, ctx = kernel.group, kernel.context
+    first = group.nodes[0]
+    ctx.rule = first.attrs["rule"]
+    lines, slots, scalars, constants = update_lines(ctx.rule, dict(first.attrs))
+    ctx.lines = lines
+    ctx.constants = constants
+    if len(group.nodes) == 1:
+        kernel.args = [(v, FLAT) for v in first.inputs]
+    else:                                    # all updates of a step: flat buffers
+        kernel.args = [("@params", ASIS), ("@grads", ASIS)] + \
+            [(f"@state:{slot}", ASIS) for slot in slots]
+    group.args = dict(zip([v for v, _ in kernel.args], ["p", "g"] + slots))
+    kernel.scalars = [(s.lower(), s.lower()) for s in scalars]
+    kernel.outputs = []                       # in place
+    ctx.loops = ["Parallel over elements." + (" One kernel updates every parameter of the "
+                                              "step (the flat parameter buffer)."
+                                              if len(group.nodes) > 1 else "")]
 
 
 BUILDERS = {
@@ -188,4 +332,15 @@ BUILDERS = {
     "global_pool2d": _global_pool2d,
     "elementwise": _elementwise,
     "softmax": _softmax,
+    "conv2d_grad_input": _conv2d_grad_input,
+    "conv2d_grad_weight": _conv2d_grad_weight,
+    "dense_grad_weight": _dense_grad_weight,
+    "reduce_channels": _reduce_channels,
+    "pool2d_grad": _pool2d_grad,
+    "global_pool2d_grad": _global_pool2d_grad,
+    "softmax_grad": _softmax_grad,
+    "batchnorm_train": _batchnorm_train,
+    "batchnorm_train_grad": _batchnorm_train_grad,
+    "loss": _loss,
+    "update": _update,
 }

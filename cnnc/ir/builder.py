@@ -38,6 +38,19 @@ class GraphBuilder:
         self.nodes.append(Node(name, op, tuple(inputs), (name,), attrs, layer, loc))
         return name
 
+    def multi(self, op: str, inputs: list[str], attrs, out_types: list[TensorType], *,
+              layer: str, loc: Loc | None = None, name: str,
+              suffixes: list[str] | None = None) -> list[str]:
+        """A node with several outputs: `name`, then `name:suffix` for the others."""
+        attrs = attrs if isinstance(attrs, Attrs) else Attrs(attrs or {})
+        name = self._unique(name)
+        suffixes = suffixes or [str(i) for i in range(1, len(out_types))]
+        outs = [name] + [f"{name}:{s}" for s in suffixes]
+        for out, t in zip(outs, out_types):
+            self._define(Value(out, t, ACTIVATION if t.batched else "grad"))
+        self.nodes.append(Node(name, op, tuple(inputs), tuple(outs), attrs, layer, loc))
+        return outs
+
     def type(self, value: str) -> TensorType:
         return self.values[value].type
 

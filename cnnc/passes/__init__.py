@@ -31,6 +31,11 @@ INFERENCE_PIPELINE = (
     ("fuse", fuse.run),
 )
 FUSION_RULES = tuple(fuse.RULES)
+TRAINING_PIPELINE = (
+    ("pack_kernels", pack_kernels.run),
+    ("fuse", fuse.run),
+)
+TRAINING_FUSION_RULES = FUSION_RULES + tuple(fuse.TRAINING_RULES)
 
 
 @dataclass(frozen=True)
@@ -52,7 +57,7 @@ class Report:
 
     @property
     def fuse_description(self) -> str:
-        if set(self.fuse_rules) == set(FUSION_RULES):
+        if set(FUSION_RULES) <= set(self.fuse_rules):
             rules = "all"
         elif not self.fuse_rules:
             rules = "none"
@@ -70,7 +75,7 @@ class Report:
 class PassContext:
     def __init__(self, fuse_rules, disabled=(), verify_each=False, keep_graphs=False):
         self.fuse_rules = frozenset(fuse_rules)
-        self.report = Report(tuple(r for r in FUSION_RULES if r in self.fuse_rules),
+        self.report = Report(tuple(r for r in TRAINING_FUSION_RULES if r in self.fuse_rules),
                              tuple(disabled))
         self.verify_each = verify_each
         self.keep_graphs = keep_graphs
@@ -84,19 +89,21 @@ class PassContext:
 
 
 def parse_fuse(fuse) -> tuple[str, ...]:
-    """`fuse` as given by a user ("all", "none", "a,b" or a list) -> rule names."""
+    """`fuse` as given by a user ("all", "none", "a,b" or a list) -> rule names (inference
+    and training rules; each pipeline uses those it knows)."""
     if fuse is None or fuse == "all":
-        return FUSION_RULES
+        return TRAINING_FUSION_RULES
     if fuse == "none":
         return ()
     names = fuse.split(",") if isinstance(fuse, str) else list(fuse)
     names = [n.strip() for n in names if n.strip()]
     for name in names:
-        if name not in FUSION_RULES:
-            raise CnncError(Diagnostic(f"unknown fusion rule '{name}'",
-                                       hint=did_you_mean(name, FUSION_RULES) or
-                                       "rules: " + ", ".join(FUSION_RULES) + " (or all, none)"))
-    return tuple(r for r in FUSION_RULES if r in names)
+        if name not in TRAINING_FUSION_RULES:
+            raise CnncError(Diagnostic(
+                f"unknown fusion rule '{name}'",
+                hint=did_you_mean(name, TRAINING_FUSION_RULES) or
+                "rules: " + ", ".join(TRAINING_FUSION_RULES) + " (or all, none)"))
+    return tuple(r for r in TRAINING_FUSION_RULES if r in names)
 
 
 def parse_disabled(passes) -> tuple[str, ...]:
@@ -132,6 +139,16 @@ def run_inference(graph: Graph, fuse="all", disable=(), verify_each: bool | None
         verify_each = os.environ.get("CNNC_VERIFY") == "1"
     ctx = PassContext(parse_fuse(fuse), parse_disabled(disable), verify_each, keep_graphs)
     graph = run_pipeline(graph, INFERENCE_PIPELINE, ctx)
+    return graph, ctx.report
+
+
+def run_training(graph: Graph, fuse="all", verify_each: bool | None = None):
+    """Run the training pipeline on a training graph; returns (graph, report)."""
+    import os
+    if verify_each is None:
+        verify_each = os.environ.get("CNNC_VERIFY") == "1"
+    ctx = PassContext(parse_fuse(fuse), (), verify_each)
+    graph = run_pipeline(graph, TRAINING_PIPELINE, ctx)
     return graph, ctx.report
 
 

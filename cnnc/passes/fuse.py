@@ -44,6 +44,13 @@ RULES = {
     "row": "a row reduction (softmax) into the kernel of a dense layer",
     "elementwise": "chains of elementwise/broadcast ops into one kernel",
 }
+# Training graphs only:
+TRAINING_RULES = {
+    "loss": "the last softmax/sigmoid into its cross-entropy: one stable kernel for the "
+            "loss and its gradient (applied when the training graph is built)",
+    "updates": "every optimizer update of a step into one kernel over the flat parameter "
+               "buffer (horizontal fusion: the updates are independent and elementwise)",
+}
 
 
 @dataclass
@@ -117,7 +124,7 @@ class Fuser:
     def run(self) -> list[Group]:
         groups = []
         for node in self.graph.nodes:
-            if node.name in self.assigned or ops.get(node.op).view or \
+            if node.name in self.assigned or ops.get(node.op).view or node.body or \
                     not _batched(self.graph, node):
                 continue
             cat = _category(node)
@@ -233,6 +240,7 @@ class Fuser:
 
 
 def run(graph: Graph, ctx) -> Graph:
+    graph = _fuse_updates(graph, ctx)
     groups = Fuser(graph, ctx).run()
     grouped = {m.name: g for g in groups if len(g.members) > 1 for m in g.members}
     nodes: list[Node] = []
@@ -247,6 +255,23 @@ def run(graph: Graph, ctx) -> Graph:
         emitted.add(id(group))
         nodes.append(_fused_node(graph, group))
     return graph.replace(nodes=tuple(_order(nodes, graph)))
+
+
+def _fuse_updates(graph: Graph, ctx) -> Graph:
+    """The `updates` rule: all `update` nodes of a training step become one kernel."""
+    updates = [n for n in graph.nodes if n.op == "update"]
+    if len(updates) < 2:
+        return graph
+    if "updates" not in ctx.fuse_rules:
+        ctx.refuse("updates", updates[1], "rule 'updates' is switched off", updates[0])
+        return graph
+    internal = {v for n in updates for v in n.outputs}
+    inputs = list(dict.fromkeys(v for n in updates for v in n.inputs if v not in internal))
+    fused = Node("update+", "fused", tuple(inputs), tuple(internal and
+                                                          [v for n in updates for v in n.outputs]),
+                 Attrs(), "optimizer", None, body=tuple(updates), rule="updates")
+    rest = [n for n in graph.nodes if n.op != "update"]
+    return graph.replace(nodes=tuple(rest + [fused]))
 
 
 def _fused_node(graph: Graph, group: Group) -> Node:

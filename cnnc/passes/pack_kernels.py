@@ -2,6 +2,7 @@
 
     x -> conv2d(w: HWIO)   =>   x -> conv2d(pack_ohwi(w): (out, kh*kw*in))    cin > 1
     x -> dense(w: (in, out)) => x -> dense(transpose_kernel(w): (out, in))
+    dy -> conv2d_grad_input(w) => dy -> conv2d_grad_input(pack_ihwo(w): (in, kh*kw*out))
 
 Why: the CPU kernels compute each output as a dot product over the reduction axis; with
 the reduction contiguous in both operands the inner loop vectorizes and a block of
@@ -26,6 +27,8 @@ def run(graph: Graph, ctx) -> Graph:
             layout, pack = "ohwi", "pack_ohwi"
         elif node.op == "dense":
             layout, pack = "oi", "transpose_kernel"
+        elif node.op == "conv2d_grad_input":
+            layout, pack = "ihwo", "pack_ihwo"
         else:
             nodes.append(node)
             continue

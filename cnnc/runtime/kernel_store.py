@@ -13,15 +13,15 @@ from __future__ import annotations
 import ast
 import hashlib
 
-from ..resources import templates_dir
 from ..util import atomic_write_text
 from .cache import cache_root, import_module
 
 _LOADED: dict[str, object] = {}
 
 
-def preamble() -> str:
-    return (templates_dir() / "cpu" / "preamble.j2").read_text(encoding="utf-8")
+def preamble(dtype: str) -> str:
+    from ..codegen.render import render_code
+    return render_code("cpu/preamble.j2", dtype=dtype)
 
 
 def kernel_sources(module_source: str) -> dict[str, str]:
@@ -38,8 +38,8 @@ def kernel_sources(module_source: str) -> dict[str, str]:
     return out
 
 
-def shared_kernel(name: str, source: str):
-    text = preamble() + "\n\n" + source
+def shared_kernel(name: str, source: str, dtype: str = "float32"):
+    text = preamble(dtype) + "\n\n" + source
     key = hashlib.sha256(text.encode("utf-8")).hexdigest()[:20]
     if key not in _LOADED:
         path = cache_root() / "kernels" / f"k_{key}.py"
@@ -52,5 +52,6 @@ def shared_kernel(name: str, source: str):
 
 def link(module, module_source: str) -> None:
     """Replace the module's kernels with their shared compiled copies."""
+    dtype = module.DTYPE.__name__
     for name, source in kernel_sources(module_source).items():
-        setattr(module, name, shared_kernel(name, source))
+        setattr(module, name, shared_kernel(name, source, dtype))

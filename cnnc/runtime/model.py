@@ -14,7 +14,7 @@ class CompiledModel:
     """A compiled model. `params` holds the parameters in Keras layouts (live views)."""
 
     def __init__(self, model: Model, graph, module, module_path, source: str, options,
-                 program=None, report=None):
+                 program=None, report=None, config=None):
         self.model = model
         self.name = model.name
         self.graph = graph
@@ -28,6 +28,8 @@ class CompiledModel:
         self.output_shape = tuple(model.output_type.shape)
         self._params = module.init_params(self._seed())
         self._prepared = None          # module.prepare(params), rebuilt when params change
+        self._state = None             # optimizer state, created by the first fit
+        self._config = config or (program.trains.get(model.name) if program else None)
 
     @property
     def params(self) -> dict[str, np.ndarray]:
@@ -111,6 +113,70 @@ class CompiledModel:
         for name, array in arrays.items():
             self._params[name][...] = array
         self._changed()
+
+    # --- training ---
+    @property
+    def config(self):
+        return self._config
+
+    def _require_training(self):
+        if not hasattr(self.module, "train_step"):
+            from ..errors import CnncError, Diagnostic
+            raise CnncError(Diagnostic(f"model '{self.name}' has no train block: give "
+                                       f"loss= and optimizer= to cnnc.compile to train it"))
+
+    def _opt_state(self) -> dict:
+        self._require_training()
+        if self._state is None:
+            self._state = self.module.init_opt_state()
+        return self._state
+
+    def gradients(self, x, y, dropout: bool = False, seed: int = 0):
+        """(loss, {"<layer>/<param>": gradient}) of one batch in training mode: batchnorm
+        on batch statistics, dropout with the masks of step 0 of `seed` when `dropout`."""
+        self._require_training()
+        x = self._check_input(x)
+        key = self.module.step_seed(seed, 0) if dropout else -1
+        loss, _, grads = self.module.compute_gradients(self._params, x, y, key)
+        return loss, grads
+
+    def fit(self, x, y, epochs: int | None = None, batch_size: int | None = None,
+            validation_split: float = 0.0, validation_data=None, shuffle: bool = True,
+            verbose: int = 1, seed: int | None = None, run_dir=None, resume: bool = False):
+        """Train (Keras-like); returns a History. Defaults come from the train block."""
+        from .. import train as _  # noqa: F401
+        from ..train.loop import run
+        self._require_training()
+        cfg = self._config
+        epochs = epochs if epochs is not None else cfg.epochs
+        batch_size = batch_size or cfg.batch_size
+        seed = cfg.seed if seed is None else seed
+        x = self._check_input(x)
+        y = np.asarray(y)
+        if len(y) != len(x):
+            raise ValueError(f"fit got {len(x)} inputs and {len(y)} labels")
+        x_val = y_val = None
+        if validation_data is not None:
+            x_val, y_val = validation_data
+            x_val = self._check_input(x_val)
+        elif validation_split or cfg.validation_split:
+            split = validation_split or cfg.validation_split
+            cut = int(len(x) * (1 - split))          # Keras: the last samples, unshuffled
+            x, x_val, y, y_val = x[:cut], x[cut:], y[:cut], y[cut:]
+        if run_dir is not None:
+            from pathlib import Path
+            Path(run_dir).mkdir(parents=True, exist_ok=True)
+        history = run(self, x, y, epochs=epochs, batch_size=batch_size, seed=seed,
+                      x_val=x_val, y_val=y_val, shuffle=shuffle, verbose=verbose,
+                      run_dir=run_dir, resume=resume)
+        self._changed()
+        return history
+
+    def evaluate(self, x, y, batch_size: int | None = None) -> tuple[float, float]:
+        """(loss, accuracy) in inference mode, as Keras's evaluate."""
+        self._require_training()
+        x = self._check_input(x)
+        return self.module.evaluate(self._params, x, y, batch_size=batch_size or DEFAULT_BATCH)
 
     def summary(self) -> None:
         from ..summary import summary

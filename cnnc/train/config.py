@@ -38,7 +38,9 @@ class OptimizerConfig:
     hyper: dict
 
     def __str__(self) -> str:
-        return f"{self.name}(" + ", ".join(f"{k}={v}" for k, v in self.hyper.items()) + ")"
+        def text(v):
+            return ("true" if v else "false") if isinstance(v, bool) else repr(v)
+        return f"{self.name}(" + ", ".join(f"{k}={text(v)}" for k, v in self.hyper.items()) + ")"
 
 
 @dataclass(frozen=True)

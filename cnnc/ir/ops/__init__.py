@@ -111,4 +111,4 @@ register(OpDef("fused", OPAQUE, lambda attrs, ins: None, inputs=(),
                doc="a kernel group formed by fusion"))
 
 # Importing the families fills the table.
-from . import activations, conv, dense, norm, pool, structural  # noqa: E402,F401
+from . import activations, conv, dense, norm, pool, structural, training  # noqa: E402,F401

@@ -1,7 +1,9 @@
 """conv2d: a 2-D convolution over NHWC input with an HWIO kernel, as tf.keras.layers.Conv2D.
 
 The DSL layer lowers to ``conv2d`` (+ ``bias_add``) (+ an activation op); the fusion pass
-joins them again into one kernel.
+joins them again into one kernel. Gradient: the input gradient is dy correlated with the
+kernel (a transposed convolution), the weight gradient sums patches of x times dy over
+the batch; conv2d saves its input x for the latter.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 from ..attrs import Activation, Attr, Bool, Enum, Int, Pair
 from ..graph import TensorType
 from ..shapes import effective, window_2d
-from . import COMPLEX, OpDef, ParamSpec, ShapeError, register
+from . import COMPLEX, OPAQUE, OpDef, ParamSpec, ShapeError, register
 
 
 def _infer(attrs, ins):
@@ -45,17 +47,45 @@ def pads(attrs, x: TensorType):
                      attrs["strides"], attrs["padding"], attrs.get("dilation", (1, 1)))[1]
 
 
-register(OpDef(
-    "conv2d", COMPLEX, _infer, inputs=("x", "w"), flops=_flops,
-    dsl=True, keras_name="conv2d", layer_options=("use_bias", "activation"),
-    attrs=(
-        Attr("filters", Int(), positional=True, doc="number of output channels"),
-        Attr("kernel", Pair(), positional=True, doc="kernel height and width"),
-        Attr("strides", Pair(), (1, 1)),
-        Attr("padding", Enum(("valid", "same")), "valid"),
-        Attr("dilation", Pair(), (1, 1)),
-        Attr("activation", Activation(), ("linear", None)),
-        Attr("use_bias", Bool(), True),
-    ),
-    params=_params, template="conv2d", reducers=("window",),
-    doc="2-D convolution, NHWC input, HWIO kernel (tf.keras Conv2D)"))
+def _grad(ctx, node, dy):
+    """Saves x (for dw); reads w (for dx)."""
+    x, w = node.inputs
+    dx = None
+    if ctx.needs(x):
+        dx = ctx.emit("conv2d_grad_input", [dy, w],
+                      dict(node.attrs, in_shape=ctx.type(x).shape), out_type=ctx.type(x))
+    dw = ctx.emit("conv2d_grad_weight", [x, dy], node.attrs, out_type=ctx.type(w))
+    return [dx, dw]
+
+
+def _grad_weight_infer(attrs, ins):
+    x, dy = ins
+    kh, kw = attrs["kernel"]
+    return TensorType((kh, kw, x.shape[-1], dy.shape[-1]), batched=False)
+
+
+register(
+    OpDef(
+        "conv2d", COMPLEX, _infer, inputs=("x", "w"), flops=_flops,
+        dsl=True, keras_name="conv2d", layer_options=("use_bias", "activation"),
+        attrs=(
+            Attr("filters", Int(), positional=True, doc="number of output channels"),
+            Attr("kernel", Pair(), positional=True, doc="kernel height and width"),
+            Attr("strides", Pair(), (1, 1)),
+            Attr("padding", Enum(("valid", "same")), "valid"),
+            Attr("dilation", Pair(), (1, 1)),
+            Attr("activation", Activation(), ("linear", None)),
+            Attr("use_bias", Bool(), True),
+        ),
+        params=_params, template="conv2d", reducers=("window",), grad=_grad,
+        doc="2-D convolution, NHWC input, HWIO kernel (tf.keras Conv2D)"),
+    OpDef("conv2d_grad_input", COMPLEX, lambda attrs, ins: TensorType(tuple(attrs["in_shape"])),
+          inputs=("dy", "w"),
+          flops=lambda a, i, o: 2 * i[0].numel * a["kernel"][0] * a["kernel"][1] * o.shape[-1],
+          template="conv2d_grad_input",
+          doc="dx of conv2d: dy correlated with the kernel (a transposed convolution)"),
+    OpDef("conv2d_grad_weight", OPAQUE, _grad_weight_infer, inputs=("x", "dy"),
+          flops=lambda a, i, o: 2 * i[1].numel * a["kernel"][0] * a["kernel"][1] *
+          i[0].shape[-1], template="conv2d_grad_weight",
+          doc="dw of conv2d: patches of x times dy, summed over the batch"),
+)

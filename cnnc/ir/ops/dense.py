@@ -1,10 +1,13 @@
-"""dense: a fully connected layer on flat input, kernel (in, out), as tf.keras Dense."""
+"""dense: a fully connected layer on flat input, kernel (in, out), as tf.keras Dense.
+
+Gradient: dx = dy @ w.T and dw = x.T @ dy; dense saves its input x.
+"""
 
 from __future__ import annotations
 
 from ..attrs import Activation, Attr, Bool, Int
 from ..graph import TensorType
-from . import COMPLEX, OpDef, ParamSpec, ShapeError, register
+from . import COMPLEX, OPAQUE, OpDef, ParamSpec, ShapeError, register
 
 
 def _infer(attrs, ins):
@@ -20,14 +23,33 @@ def _params(attrs, x):
                       fans=(x.shape[0], attrs["units"]))]
 
 
-register(OpDef(
-    "dense", COMPLEX, _infer, inputs=("x", "w"),
-    flops=lambda attrs, ins, out: 2 * ins[0].numel * out.numel,
-    dsl=True, keras_name="dense", layer_options=("use_bias", "activation"),
-    attrs=(
-        Attr("units", Int(), positional=True, doc="number of outputs"),
-        Attr("activation", Activation(), ("linear", None)),
-        Attr("use_bias", Bool(), True),
-    ),
-    params=_params, template="dense", reducers=("row",),
-    doc="fully connected layer, kernel (in, out) (tf.keras Dense)"))
+def _grad(ctx, node, dy):
+    """Saves x (for dw); reads w (for dx)."""
+    x, w = node.inputs
+    dx = ctx.emit("dense_grad_input", [dy, w], out_type=ctx.type(x)) if ctx.needs(x) else None
+    dw = ctx.emit("dense_grad_weight", [x, dy], out_type=ctx.type(w))
+    return [dx, dw]
+
+
+register(
+    OpDef(
+        "dense", COMPLEX, _infer, inputs=("x", "w"),
+        flops=lambda attrs, ins, out: 2 * ins[0].numel * out.numel,
+        dsl=True, keras_name="dense", layer_options=("use_bias", "activation"),
+        attrs=(
+            Attr("units", Int(), positional=True, doc="number of outputs"),
+            Attr("activation", Activation(), ("linear", None)),
+            Attr("use_bias", Bool(), True),
+        ),
+        params=_params, template="dense", reducers=("row",), grad=_grad,
+        doc="fully connected layer, kernel (in, out) (tf.keras Dense)"),
+    # dy @ w.T: the dense kernel itself, with w (in, out) read as rows of outputs x dy.
+    OpDef("dense_grad_input", COMPLEX, lambda attrs, ins: TensorType((ins[1].shape[0],)),
+          inputs=("x", "wt"), flops=lambda a, i, o: 2 * i[0].numel * o.numel,
+          template="dense", reducers=("row",),
+          doc="dx of dense: dy @ w.T, i.e. the dense kernel with w as the transposed kernel"),
+    OpDef("dense_grad_weight", OPAQUE,
+          lambda attrs, ins: TensorType((ins[0].shape[0], ins[1].shape[0]), batched=False),
+          inputs=("x", "dy"), flops=lambda a, i, o: 2 * i[0].numel * i[1].numel,
+          template="dense_grad_weight", doc="dw of dense: x.T @ dy"),
+)

@@ -1,10 +1,12 @@
-"""Ops that move or combine data: flatten, dropout, bias_add and the residual add."""
+"""Ops that move or combine data: flatten, dropout, bias_add, the residual add, and the
+parameter-only layout ops the pack_kernels pass emits."""
 
 from __future__ import annotations
 
 from ..attrs import Attr, Float
 from ..graph import TensorType
-from . import BROADCAST, ELEMENTWISE, INJECTIVE, OpDef, ShapeError, register
+from . import (BROADCAST, ELEMENTWISE, INJECTIVE, REDUCTION, OpDef, ShapeError,
+               register)
 
 
 def _flatten(attrs, ins):
@@ -25,20 +27,54 @@ def _bias_add(attrs, ins):
     return x
 
 
+def _flatten_grad(ctx, node, dy):
+    return [ctx.emit("reshape", [dy], {"shape": ctx.type(node.inputs[0]).shape})]
+
+
+def _bias_add_grad(ctx, node, dy):
+    x, b = node.inputs
+    return [dy, ctx.emit("bias_grad", [dy], out_type=ctx.type(b))]
+
+
+def _add_grad(ctx, node, dy):
+    return [dy, dy]
+
+
+def _dropout_train_grad(ctx, node, dy):
+    """Saves nothing: the mask is recomputed from the step's seed and the element index."""
+    return [ctx.emit("dropout_grad", [dy, node.inputs[1]], node.attrs), None]
+
+
+# Inverted dropout with a counter-based mask: element `IDX` of a tensor is kept when
+# uniform(seed, salt, IDX) >= rate, and scaled by 1 / (1 - rate). No mask is stored.
+_DROPOUT = "x * dropout_keep(seed, salt, IDX, rate)"
+
 register(
     OpDef("flatten", INJECTIVE, _flatten, flops=lambda a, i, o: 0, dsl=True,
-          keras_name="flatten", view=True,
+          keras_name="flatten", view=True, grad=_flatten_grad,
           doc="(H, W, C) -> (H*W*C,) in NHWC order; a view, never a copy"),
+    OpDef("reshape", INJECTIVE, lambda attrs, ins: TensorType(tuple(attrs["shape"])),
+          flops=lambda a, i, o: 0, view=True, doc="a view with another per-sample shape"),
     OpDef("dropout", ELEMENTWISE, lambda attrs, ins: ins[0], flops=lambda a, i, o: 0,
           dsl=True, keras_name="dropout", view=True,
           attrs=(Attr("rate", Float(0.0, 1.0, max_open=True), positional=True,
                       doc="fraction of units dropped while training"),),
           doc="inverted dropout while training; the identity at inference"),
+    OpDef("dropout_train", ELEMENTWISE, lambda attrs, ins: ins[0], inputs=("x", "seed"),
+          expr=_DROPOUT, template="elementwise", flops=lambda a, i, o: o.numel,
+          grad=_dropout_train_grad, doc="dropout while training (seeded per step)"),
+    OpDef("dropout_grad", ELEMENTWISE, lambda attrs, ins: ins[0], inputs=("x", "seed"),
+          expr=_DROPOUT, template="elementwise", flops=lambda a, i, o: o.numel,
+          doc="gradient of dropout: the same mask and scale applied to dy"),
     OpDef("bias_add", BROADCAST, _bias_add, inputs=("x", "b"), expr="x + b",
-          channel_inputs=("b",), template="elementwise",
+          channel_inputs=("b",), template="elementwise", grad=_bias_add_grad,
           doc="adds a per-channel bias"),
+    OpDef("bias_grad", REDUCTION,
+          lambda attrs, ins: TensorType((ins[0].shape[-1],), batched=False),
+          flops=lambda a, i, o: i[0].numel, template="reduce_channels",
+          doc="the bias gradient: dy summed over all axes but the last"),
     OpDef("add", ELEMENTWISE, _add, inputs=("x", "skip"), expr="x + skip",
-          template="elementwise",
+          template="elementwise", grad=_add_grad,
           doc="elementwise sum: a residual block's output x plus its input (the skip)"),
 )
 
@@ -51,6 +87,12 @@ register(
           inputs=("w",), flops=lambda a, i, o: 0,
           expr="np.ascontiguousarray(w.transpose(3, 0, 1, 2)).reshape(w.shape[3], -1)",
           doc="HWIO conv kernel -> (out, kh*kw*in): each output channel's taps contiguous"),
+    OpDef("pack_ihwo", INJECTIVE,
+          lambda attrs, ins: TensorType((ins[0].shape[2], ins[0].numel // ins[0].shape[2]),
+                                        batched=False),
+          inputs=("w",), flops=lambda a, i, o: 0,
+          expr="np.ascontiguousarray(w.transpose(2, 0, 1, 3)).reshape(w.shape[2], -1)",
+          doc="HWIO conv kernel -> (in, kh*kw*out): the input gradient's dot products"),
     OpDef("transpose_kernel", INJECTIVE,
           lambda attrs, ins: TensorType(ins[0].shape[::-1], batched=False),
           inputs=("w",), flops=lambda a, i, o: 0, expr="np.ascontiguousarray(w.T)",

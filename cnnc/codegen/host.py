@@ -1,0 +1,208 @@
+"""Host functions: the Python code that runs a graph's kernels over planned buffers.
+
+A graph becomes a sequence of steps -- kernels, views (reshapes without copies) and
+parameter preparation (numpy over whole parameter arrays) -- and a host function that
+runs them. Buffers:
+
+* values bound by the caller (inputs, parameters, gradients, optimizer state, in-place
+  updates) use the caller's expressions;
+* other batched values live in workspace slots allocated once per batch size; values whose
+  lifetimes do not overlap share a slot (a greedy linear scan over the steps);
+* other unbatched values (batch statistics, loss sums) get small fixed buffers.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from dataclasses import dataclass, field
+
+from ..ir import ops
+from ..ir.graph import Graph
+from . import kernels as K
+from .exprs import f32, substitute
+from .groups import analyze
+from .naming import Namer
+
+
+@dataclass
+class Slot:
+    name: str
+    size: int                     # elements (per sample when batched)
+    batched: bool = True
+
+
+@dataclass
+class Step:
+    kind: str                     # "kernel" | "view" | "prepare"
+    node: object
+    kernel: K.Kernel | None = None
+
+
+@dataclass
+class HostFunction:
+    name: str
+    workspace: str                # name of its workspace function ("" when it has none)
+    lines: list[str]
+    slots: list[Slot] = field(default_factory=list)
+    views: list[tuple] = field(default_factory=list)   # (var, slot, numel, shape, value)
+    unpack: list[str] = field(default_factory=list)
+
+
+def is_prepare(node) -> bool:
+    op = ops.get(node.op)
+    return not node.body and op.template is None and op.expr is not None
+
+
+def steps_of(graph: Graph) -> list[Step]:
+    steps = []
+    for node in graph.nodes:
+        op = ops.get(node.op)
+        if is_prepare(node):
+            steps.append(Step("prepare", node))
+        elif op.view and not node.body:
+            steps.append(Step("view", node))
+        else:
+            group = analyze(node, graph)
+            steps.append(Step("kernel", node, K.build(group, graph, "__kernel__")))
+    return steps
+
+
+def _outputs(step: Step) -> list[str]:
+    if step.kind == "kernel":
+        return [v for v, _, _ in step.kernel.outputs]
+    return list(step.node.outputs)
+
+
+def _inputs(step: Step) -> list[str]:
+    if step.kind == "kernel":
+        return [v for v, _ in step.kernel.args]
+    return list(step.node.inputs)
+
+
+def prepare_lines(graph: Graph, node, target: str = "p") -> list[str]:
+    """A derived parameter as a numpy expression over whole arrays."""
+    op = ops.get(node.op)
+    lines = [f"# {node.op}: {op.doc}"]
+    lines += [f"{role} = {target}[{value!r}]" for role, value in zip(op.inputs, node.inputs)]
+    names = {k: f32(v) for k, v in node.attrs.items() if isinstance(v, float)}
+    expr = substitute(op.expr, names)
+    if len(expr) + len(node.output) > 80:
+        lines += [f"value = {expr}", f"{target}[{node.output!r}] = value"]
+    else:
+        lines.append(f"{target}[{node.output!r}] = {expr}")
+    return lines
+
+
+def call(function: str, args: list[str], width: int = 95) -> str:
+    """`function(args)` on one line, or one argument a line when that is too long."""
+    line = f"{function}({', '.join(args)})"
+    if len(line) <= width:
+        return line
+    return f"{function}(\n" + "".join(f"    {a},\n" for a in args) + ")"
+
+
+def view(expr: str, graph: Graph, value: str, how: str) -> str:
+    if how == K.FLAT:
+        return f"{expr}.reshape(-1)"
+    if how == K.ROWS:
+        return f"{expr}.reshape(-1, {graph.type(value).shape[-1]})"
+    return expr
+
+
+def full_shape(graph: Graph, value: str) -> str:
+    t = graph.type(value)
+    dims = (["n"] if t.batched else []) + [str(d) for d in t.shape]
+    return "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
+
+
+def plan_host(graph: Graph, steps: list[Step], name: str, bindings: dict[str, str],
+              fresh: set[str] = frozenset(), taken=(), keep=()) -> HostFunction:
+    """The body of a host function running `steps`; `bindings` maps values to host
+    expressions (inputs, parameters, ...), `fresh` values get a new array per call,
+    `keep` values stay valid until the function returns."""
+    names = Namer(set(taken) | {"n", "np", "math"} | set(bindings.values()))
+    var: dict[str, str] = dict(bindings)
+    # --- liveness and slot assignment ----------------------------------------------------
+    base: dict[str, str] = {}
+    last_use: dict[str, int] = {}
+    run = [s for s in steps if s.kind != "prepare"]
+    for i, step in enumerate(run):
+        for value in _inputs(step):
+            last_use[base.get(value, value)] = i
+        if step.kind == "view":
+            base[step.node.output] = base.get(step.node.inputs[0], step.node.inputs[0])
+    for value in tuple(graph.outputs) + tuple(keep):
+        last_use[base.get(value, value)] = len(run)
+    slots: list[Slot] = []
+    free: list[Slot] = []
+    slot_of: dict[str, Slot] = {}
+    slot_names = Namer()
+    for i, step in enumerate(run):
+        if step.kind == "kernel":
+            for value in _outputs(step):
+                if value in bindings or value in fresh:
+                    continue
+                t = graph.type(value)
+                pool = [s for s in free if s.batched == t.batched]
+                pool.sort(key=lambda s: (s.size < t.numel, abs(s.size - t.numel)))
+                slot = pool[0] if pool else Slot(slot_names("slot"), t.numel, t.batched)
+                if pool:
+                    free.remove(slot)
+                else:
+                    slots.append(slot)
+                slot.size = max(slot.size, t.numel)
+                slot_of[value] = slot
+        for value, last in last_use.items():
+            if last == i and value in slot_of and slot_of[value] not in free and not any(
+                    slot_of.get(v) is slot_of[value] and last_use.get(v, -1) > i
+                    for v in slot_of):
+                free.append(slot_of[value])
+    views = []
+    for value, slot in slot_of.items():
+        var[value] = names(value)
+        t = graph.type(value)
+        size = f"n * {t.numel}" if t.batched else str(t.numel)
+        views.append((var[value], slot.name, size, full_shape(graph, value), value))
+    # --- the body --------------------------------------------------------------------------
+    lines: list[str] = []
+    for step in steps:
+        node = step.node
+        if step.kind == "prepare":
+            continue
+        if step.kind == "view":
+            src = var[node.inputs[0]]
+            out = node.output
+            var[out] = names(out)
+            note = "identity" if graph.type(node.inputs[0]).shape == graph.type(out).shape \
+                else "a view"
+            expr = src if note == "identity" else f"{src}.reshape({full_shape(graph, out)})"
+            line = f"{var[out]} = {expr}  # {node.op} {node.name}: {note}"
+            if len(line) > 95:
+                lines.append(f"# {node.op} {node.name}: {note}")
+                line = f"{var[out]} = {expr}"
+            lines.append(line)
+            continue
+        kernel = step.kernel
+        args = [view(var[v], graph, v, how) for v, how in kernel.args]
+        args += [var[key] for _, key in kernel.scalars]
+        for value, _, how in kernel.outputs:
+            if value in fresh:
+                var[value] = names(value)
+                lines.append(f"{var[value]} = np.empty({full_shape(graph, value)}, "
+                             f"dtype=DTYPE)")
+            args.append(view(var[value], graph, value, how))
+        layers = ", ".join(dict.fromkeys(m.layer for m in kernel.group.nodes))
+        lines.append("# " + textwrap.shorten(layers, 88, placeholder=", ..."))
+        lines.append(call(kernel.name, args))
+    unpack = textwrap.wrap(", ".join(v[0] for v in views) + ("," if len(views) == 1 else ""),
+                           80)
+    workspace = f"_workspace_{name}" if views else ""
+    if views:
+        if len(unpack) == 1 and len(unpack[0]) + len(workspace) < 88:
+            head = [f"{unpack[0]} = {workspace}(n)"]
+        else:
+            head = ["("] + [f"    {line}" for line in unpack] + [f") = {workspace}(n)"]
+        lines = head + lines
+    host = HostFunction(name, workspace, lines, slots, views, unpack)
+    host.var = var
+    return host
