@@ -235,7 +235,16 @@ def _pool2d_grad(kernel: Kernel, graph: Graph) -> None:
     node = kernel.group.anchor
     _window(ctx, node.attrs, "pool")
     ctx.mode = ops.get(node.op).extra["mode"]
-    ctx.loops = ["Parallel over samples."]
+    ctx.gather = gather_pool_grad(node)
+    ctx.loops = ["Parallel over rows of dx; each window's positions written once."
+                 if ctx.gather else "Parallel over samples (overlapping windows)."]
+
+
+def gather_pool_grad(node) -> bool:
+    """Pooling whose windows tile the input (valid, strides >= window): the gradient can
+    be written position by position, with an epilogue."""
+    a = node.attrs
+    return not any(a["pads"]) and all(s >= k for s, k in zip(a["strides"], a["pool"]))
 
 
 def _global_pool2d_grad(kernel: Kernel, graph: Graph) -> None:

@@ -94,6 +94,12 @@ def rule_for(group: Group, node: Node) -> str | None:
 
 def legal(graph: Graph, group: Group, node: Node) -> str | None:
     """None if `node` may join `group` correctly, else the reason it may not."""
+    anchor = group.anchor
+    if anchor is not None and _category(anchor) == ops.INJECTIVE and \
+            ops.get(anchor.op).template == "pool2d_grad":
+        a = anchor.attrs
+        if any(a["pads"]) or any(s < k for s, k in zip(a["strides"], a["pool"])):
+            return "overlapping or padded windows scatter-add the gradient"
     if rule_for(group, node) in ("pool", "row") and group.reducer is not None:
         return "one reduction per kernel"
     if group.reducer is not None and _chainable(node):
@@ -128,7 +134,9 @@ class Fuser:
                     not _batched(self.graph, node):
                 continue
             cat = _category(node)
-            anchor = node if cat in (ops.COMPLEX, ops.REDUCTION) else None
+            # injective ops with a kernel (not views) compute each output element once
+            # and take an epilogue, as complex ops and reductions do
+            anchor = node if cat in (ops.COMPLEX, ops.REDUCTION, ops.INJECTIVE) else None
             group = Group([node], anchor)
             if cat == ops.OPAQUE:
                 groups.append(group)

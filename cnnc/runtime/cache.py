@@ -8,6 +8,7 @@ imports the module and loads machine code instead of compiling.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import json
@@ -27,8 +28,24 @@ def cache_root() -> Path:
     return Path(base) / "cnnc"
 
 
+@functools.cache
+def code_fingerprint() -> str:
+    """A hash of cnnc's own code, grammar and templates: a cached module is reused only
+    by the same compiler that wrote it (not just the same version number)."""
+    from ..resources import grammar_path, templates_dir
+    package = Path(__file__).resolve().parent.parent
+    digest = hashlib.sha256()
+    files = sorted(package.rglob("*.py")) + sorted(templates_dir().rglob("*.j2")) + \
+        [grammar_path()]
+    for path in files:
+        digest.update(str(path.relative_to(path.parents[1])).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def cache_key(**parts) -> str:
-    blob = json.dumps(dict(parts, version=__version__), sort_keys=True, default=str)
+    blob = json.dumps(dict(parts, version=__version__, code=code_fingerprint()),
+                      sort_keys=True, default=str)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:20]
 
 

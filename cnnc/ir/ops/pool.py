@@ -11,7 +11,7 @@ from __future__ import annotations
 from ..attrs import Attr, Enum, Pair
 from ..graph import TensorType
 from ..shapes import window_2d
-from . import BROADCAST, OPAQUE, REDUCTION, OpDef, ShapeError, register
+from . import BROADCAST, INJECTIVE, OPAQUE, REDUCTION, OpDef, ShapeError, register
 
 
 def _infer(attrs, ins):
@@ -69,7 +69,8 @@ for _name, _keras in (("maxpool2d", "max_pooling2d"), ("avgpool2d", "average_poo
               attrs=_POOL_ATTRS, template="pool2d", window=True, grad=_pool_grad,
               extra={"mode": _name[:3]},
               doc=f"{_name[:3]} pooling over windows (tf.keras {_keras})"),
-        OpDef(f"{_name}_grad", OPAQUE, lambda attrs, ins: TensorType(tuple(attrs["in_shape"])),
+        OpDef(f"{_name}_grad", INJECTIVE,
+              lambda attrs, ins: TensorType(tuple(attrs["in_shape"])),
               inputs=("dy", "x") if _name.startswith("max") else ("dy",),
               flops=lambda a, i, o: o.numel, template="pool2d_grad",
               extra={"mode": _name[:3]}, doc=f"dx of {_name}"))
