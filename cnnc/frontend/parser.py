@@ -108,8 +108,9 @@ class _Recovery:
             ip.feed_token(tok)
             return True
         expected = _describe_expected(ip.accepts())
-        self._report(f"unexpected {_describe_terminal(tok.type) if tok.type in _DESCRIPTIONS else repr(tok.value)}"
-                     f"; expected {expected}", loc)
+        what = {"NAME": "name ", "INT": "integer ", "FLOAT": "number ", "STRING": "string "}
+        self._report(f"unexpected {what.get(tok.type, '')}{tok.value!r}; expected {expected}",
+                     loc)
         return True                              # drop the token
 
     def _end_of_file(self, ip, tok: Token, prev: Token | None) -> bool:

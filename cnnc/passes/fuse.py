@@ -87,7 +87,8 @@ def rule_for(group: Group, node: Node) -> str | None:
     if group.anchor is not None and _category(group.anchor) == ops.COMPLEX:
         if op.window and "window" in ops.get(group.anchor.op).reducers:
             return "pool"
-        if op.row and "row" in ops.get(group.anchor.op).reducers:
+        if op.row and "row" in ops.get(group.anchor.op).reducers and \
+                op.template in ops.get(group.anchor.op).extra.get("row_templates", ()):
             return "row"
     return None
 

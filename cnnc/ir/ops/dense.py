@@ -42,11 +42,12 @@ register(
             Attr("use_bias", Bool(), True),
         ),
         params=_params, template="dense", reducers=("row",), grad=_grad,
+        extra={"row_templates": ("softmax",)},    # the rows the dense template can reduce
         doc="fully connected layer, kernel (in, out) (tf.keras Dense)"),
     # dy @ w.T: the dense kernel itself, with w (in, out) read as rows of outputs x dy.
     OpDef("dense_grad_input", COMPLEX, lambda attrs, ins: TensorType((ins[1].shape[0],)),
           inputs=("x", "wt"), flops=lambda a, i, o: 2 * i[0].numel * o.numel,
-          template="dense", reducers=("row",),
+          template="dense", reducers=("row",), extra={"row_templates": ("softmax",)},
           doc="dx of dense: dy @ w.T, i.e. the dense kernel with w as the transposed kernel"),
     OpDef("dense_grad_weight", OPAQUE,
           lambda attrs, ins: TensorType((ins[0].shape[0], ins[1].shape[0]), batched=False),
