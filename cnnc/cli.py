@@ -79,11 +79,16 @@ def cmd_compile(args) -> int:
         sys.stdout.write(source)
         return 0
     atomic_write_text(args.output, source)
-    functions = source.count("@njit(")
     groups = compiled.kernel_groups()
-    print(f"{args.output}: {compiled.model.name}, {groups} kernel group"
-          f"{'s' * (groups != 1)} in {functions} kernel function{'s' * (functions != 1)}, "
-          f"target {args.target}, fusion {compiled.options.fuse}", file=sys.stderr)
+    functions = len(set(compiled.forward_kernels()))
+    training = ""
+    if compiled.training is not None:
+        steps = compiled.training.batch_steps + compiled.training.update_steps
+        count = sum(1 for s in steps if s.kind == "kernel")
+        training = f"; a training step runs {count} kernel groups"
+    print(f"{args.output}: {compiled.model.name}: inference runs {groups} kernel groups "
+          f"({functions} kernel functions){training}; target {args.target}, fusion "
+          f"{compiled.options.fuse}", file=sys.stderr)
     return 0
 
 

@@ -28,6 +28,15 @@ class Compiled:
     def source(self) -> str:
         return generate(self.model, self.graph, self.options, self.training)
 
+    def forward_kernels(self) -> list[str]:
+        """The kernel functions forward() calls, in order (shared ones repeat)."""
+        import ast
+        tree = ast.parse(self.source())
+        forward = next(f for f in tree.body if isinstance(f, ast.FunctionDef)
+                       and f.name == "forward_prepared")
+        return [n.func.id for n in ast.walk(forward) if isinstance(n, ast.Call)
+                and isinstance(n.func, ast.Name) and n.func.id.endswith("_fwd")]
+
     def kernel_groups(self) -> int:
         """How many kernels forward() runs (fused groups count once)."""
         from .ir import ops

@@ -53,18 +53,17 @@ class Group:
     def op_tags(self) -> list[str]:
         return [SHORT.get(n.op, n.op) for n in self.nodes if not ops.get(n.op).view]
 
-    def function_name(self) -> str:
-        """Named after the ops it computes, with a direction suffix: conv2d_bias_relu_fwd,
-        dense_grad_input_relu_grad_bwd, adam_update, softmax_xent_loss."""
+    def function_name(self) -> tuple[str, str]:
+        """(stem, suffix) of its name: the ops it computes and a direction --
+        conv2d_bias_relu + _fwd, dense_grad_input_relu_grad + _bwd, adam + _update,
+        softmax_xent + _loss."""
         first = self.nodes[0]
         if first.op == "update":
-            rule = first.attrs["rule"]
-            return f"{rule}_update" + ("_all" if len(self.nodes) > 1 else "")
+            return first.attrs["rule"], "_update" + ("_all" if len(self.nodes) > 1 else "")
         if first.op == "loss":
-            return f"{first.attrs['kind']}_loss"
-        tags = self.op_tags()
+            return first.attrs["kind"], "_loss"
         backward = any("grad" in n.op for n in self.nodes)
-        return "_".join(tags) + ("_bwd" if backward else "_fwd")
+        return "_".join(self.op_tags()), ("_bwd" if backward else "_fwd")
 
 
 def analyze(node: Node, graph: Graph) -> Group:
@@ -91,6 +90,8 @@ def analyze(node: Node, graph: Graph) -> Group:
             raise AssertionError(f"group {node.name}: {member.op} cannot follow "
                                  f"{[b.op for b in body[:i]]}")
     group = Group(node, tuple(body), anchor, tuple(pre), reducer, tuple(post))
+    if anchor is not None and (pre or reducer) and not ops.get(anchor.op).epilogue:
+        raise AssertionError(f"{anchor.op}'s template takes no epilogue ({node.name})")
     _name_args(group, graph)
     return group
 

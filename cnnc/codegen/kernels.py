@@ -220,7 +220,7 @@ def _conv2d_grad_weight(kernel: Kernel, graph: Graph) -> None:
 
 def _dense_grad_weight(kernel: Kernel, graph: Graph) -> None:
     kernel.args = [(v, ROWS) for v in kernel.group.args]
-    kernel.context.loops = ["Transposes x and dy, then parallel over blocks of 4 inputs."]
+    kernel.context.loops = ["Parallel over blocks of 4 inputs, after transposing x and dy."]
 
 
 def _reduce_channels(kernel: Kernel, graph: Graph) -> None:
@@ -267,8 +267,8 @@ def _batchnorm_train(kernel: Kernel, graph: Graph) -> None:
     kernel.args = [(v, ROWS if graph.type(v).batched else ASIS) for v in kernel.group.args]
     y, mean, var = node.outputs
     kernel.outputs = [(y, "y", ROWS), (mean, "mean", ASIS), (var, "var", ASIS)]
-    kernel.context.loops = ["Batch statistics in fixed chunks (parallel), then parallel over "
-                            "rows to normalize."]
+    kernel.context.loops = ["Parallel over fixed chunks of rows for the batch statistics, then "
+                            "over rows to normalize."]
 
 
 def _batchnorm_train_grad(kernel: Kernel, graph: Graph) -> None:
@@ -278,7 +278,8 @@ def _batchnorm_train_grad(kernel: Kernel, graph: Graph) -> None:
     kernel.args = [(v, ROWS if graph.type(v).batched else ASIS) for v in kernel.group.args]
     dx, dgamma, dbeta = node.outputs
     kernel.outputs = [(dx, "dx", ROWS), (dgamma, "dgamma", ASIS), (dbeta, "dbeta", ASIS)]
-    kernel.context.loops = ["Channel sums in fixed chunks (parallel), then parallel over rows."]
+    kernel.context.loops = ["Parallel over fixed chunks of rows for the channel sums, then over "
+                            "rows."]
 
 
 def _loss(kernel: Kernel, graph: Graph) -> None:

@@ -102,7 +102,8 @@ def dedupe(kernels: list[K.Kernel]) -> list[str]:
     sources = []
     for users in unique.values():
         first = users[0]
-        name = namer(first.group.function_name())
+        stem, suffix = first.group.function_name()
+        name = namer(stem, suffix)
         for kernel in users:
             kernel.name = name
             kernel.context.name = name

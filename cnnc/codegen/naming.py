@@ -36,11 +36,12 @@ class Namer:
     def __init__(self, taken=()):
         self.taken = set(taken)
 
-    def __call__(self, base: str) -> str:
+    def __call__(self, base: str, suffix: str = "") -> str:
+        """`base + suffix`, or `base_1 + suffix`, ... when taken."""
         base = ident(base)
-        name, i = base, 1
+        name, i = base + suffix, 1
         while name in self.taken:
-            name = f"{base}_{i}"
+            name = f"{base}_{i}{suffix}"
             i += 1
         self.taken.add(name)
         return name

@@ -139,7 +139,8 @@ class Fuser:
             # and take an epilogue, as complex ops and reductions do
             anchor = node if cat in (ops.COMPLEX, ops.REDUCTION, ops.INJECTIVE) else None
             group = Group([node], anchor)
-            if cat == ops.OPAQUE:
+            if cat == ops.OPAQUE or not ops.get(node.op).epilogue or \
+                    (anchor is None and not _chainable(node)):
                 groups.append(group)
                 self.assigned[node.name] = group
                 continue

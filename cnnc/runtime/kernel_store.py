@@ -51,7 +51,10 @@ def shared_kernel(name: str, source: str, dtype: str = "float32"):
 
 
 def link(module, module_source: str) -> None:
-    """Replace the module's kernels with their shared compiled copies."""
+    """Replace the module's kernels with their shared compiled copies (the preamble's
+    helpers stay: every kernel file has its own)."""
     dtype = module.DTYPE.__name__
+    helpers = set(kernel_sources(preamble(dtype)))
     for name, source in kernel_sources(module_source).items():
-        setattr(module, name, shared_kernel(name, source, dtype))
+        if name not in helpers:
+            setattr(module, name, shared_kernel(name, source, dtype))

@@ -56,8 +56,10 @@ def cases(full: bool):
     for i, row in enumerate(product(POOL) if full else pairwise(POOL, 5)):
         yield f"pool {row}", pool_case(row), "categorical_crossentropy", {"seed": i}
     for op in ("global_avgpool2d", "global_maxpool2d"):
-        yield op, (f"model m {{ input(4, 5, 3) conv2d(4, kernel=2) {op}() "
+        yield op, (f"model m {{ input(4, 5, 3) conv2d(4, kernel=2, activation=relu) {op}() "
                    f"dense(3, activation=softmax) }}"), "categorical_crossentropy", {}
+    yield "softmax inside", (f"model m {{ {BODY} dense(6, activation=relu) activation(softmax) "
+                             f"dense(3, activation=softmax) }}"), "categorical_crossentropy", {}
     for act in ("relu", "sigmoid", "tanh", "elu", "leaky_relu", "linear", "softmax",
                 "elu(alpha=0.5)", "leaky_relu(alpha=0.2)"):
         yield f"activation {act}", (f"model m {{ {BODY} dense(6, activation={act}) "

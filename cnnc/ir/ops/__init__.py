@@ -74,6 +74,7 @@ class OpDef:
     view: bool = False               # no kernel: the output is a view of the input
     reducers: tuple[str, ...] = ()   # complex ops: reductions their template can take as an
                                      # epilogue ("window" pooling, "row" softmax)
+    epilogue: bool = True            # its template can apply elementwise work to its output
     row: bool = False                # a reduction over the last axis keeping the shape
     window: bool = False             # a window reduction (pooling)
     # --- training ---

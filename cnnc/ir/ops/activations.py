@@ -60,7 +60,7 @@ register(
           flops=lambda a, i, o: 3 * o.numel,
           doc="softmax over the last axis, computed stably (max subtracted)"),
     OpDef("softmax_grad", REDUCTION, _same, inputs=("dy", "y"), template="softmax_grad",
-          row=True, flops=lambda a, i, o: 4 * o.numel, doc="gradient of softmax"),
+          row=True, epilogue=False, flops=lambda a, i, o: 4 * o.numel, doc="gradient of softmax"),
 )
 
 # `activation(fn)` in a model file: lowers to the op named by fn.

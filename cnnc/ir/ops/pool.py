@@ -85,5 +85,5 @@ for _name, _keras in (("global_avgpool2d", "global_average_pooling2d"),
         OpDef(f"{_name}_grad", BROADCAST if "avg" in _name else OPAQUE,
               lambda attrs, ins: TensorType(tuple(attrs["in_shape"])),
               inputs=("dy", "x") if "max" in _name else ("dy",),
-              flops=lambda a, i, o: o.numel, template="global_pool2d_grad",
+              flops=lambda a, i, o: o.numel, template="global_pool2d_grad", epilogue=False,
               extra={"mode": _name[7:10]}, doc=f"dx of {_name}"))

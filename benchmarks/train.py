@@ -1,0 +1,134 @@
+"""Training speed: one epoch of mnist_cnn on Fashion-MNIST, cnnc against PyTorch eager.
+
+    python benchmarks/train.py                 # seconds per epoch, and the ratio
+    python benchmarks/train.py --accuracy 3    # also: test accuracy after 3 epochs
+
+Same network, batch (128), optimizer (Adadelta, learning rate 1.0, rho 0.95, epsilon
+1e-7), Keras initialization (PyTorch starts from cnnc's initial parameters), dropout,
+and thread count (torch.set_num_threads = Numba's). Fashion-MNIST comes from
+/usr/share/datasets/fashion-mnist (apt-get install dataset-fashion-mnist). Timed epochs
+exclude compilation: cnnc and PyTorch each run a warm-up epoch slice first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def torch_net(params):
+    import torch.nn as nn
+    import torch.nn.functional as F
+    from torch_models import _conv, _dense
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = _conv(params["conv2d/kernel"], params["conv2d/bias"])
+            self.fc1 = _dense(params["dense/kernel"], params["dense/bias"], chw=(32, 13, 13))
+            self.fc2 = _dense(params["dense_1/kernel"], params["dense_1/bias"])
+            self.drop1, self.drop2 = nn.Dropout(0.25), nn.Dropout(0.5)
+
+        def forward(self, x):
+            x = self.drop1(F.max_pool2d(F.relu(self.conv(x)), 2))
+            x = self.drop2(F.relu(self.fc1(x.flatten(1))))
+            return self.fc2(x)                       # logits: cross_entropy applies softmax
+    return Net()
+
+
+def torch_epoch(net, opt, x, y, batch, seed):
+    import torch
+    import torch.nn.functional as F
+    net.train()
+    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
+    for start in range(0, len(x), batch):
+        idx = order[start:start + batch]
+        opt.zero_grad()
+        F.cross_entropy(net(x[idx]), y[idx]).backward()
+        opt.step()
+
+
+def torch_accuracy(net, x, y):
+    import torch
+    net.eval()
+    with torch.no_grad():
+        return float((net(x).argmax(1) == y).float().mean())
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--accuracy", type=int, default=0, metavar="EPOCHS",
+                        help="also train this many epochs with each and report accuracy")
+    parser.add_argument("--tuned-malloc", action="store_true")
+    args = parser.parse_args()
+    if args.tuned_malloc:
+        from common import reexec_with_tuned_malloc
+        reexec_with_tuned_malloc(sys.argv)
+
+    import numba
+    import torch
+
+    import cnnc
+    from cnnc import data
+    from common import machine
+
+    torch.set_num_threads(numba.get_num_threads())
+    print(f"machine: {machine()}")
+    ds = data.load("fashion_mnist")
+    x, y = ds.x_train, ds.y_train
+    print(f"data: {ds.description}, {len(x):,} training and {len(ds.x_test):,} test images")
+    model = cnnc.compile(ROOT / "examples/mnist_cnn.cnn")
+    batch = model.config.batch_size
+    params0 = {k: v.copy() for k, v in model.params.items()}
+    tx = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous()
+    ty = torch.from_numpy(y.astype(np.int64))
+    net = torch_net(params0)
+    opt = torch.optim.Adadelta(net.parameters(), lr=1.0, rho=0.95, eps=1e-7)
+
+    # warm-up: compile cnnc's training kernels, let PyTorch pick its algorithms
+    model.fit(x[:batch * 4], y[:batch * 4], epochs=1, verbose=0)
+    torch_epoch(net, opt, tx[:batch * 4], ty[:batch * 4], batch, 0)
+    model.set_params(params0)
+    model._state = None
+    net = torch_net(params0)
+    opt = torch.optim.Adadelta(net.parameters(), lr=1.0, rho=0.95, eps=1e-7)
+
+    t0 = time.perf_counter()
+    model.fit(x, y, epochs=1, verbose=0)
+    cnnc_s = time.perf_counter() - t0
+    time.sleep(0.5)
+    t0 = time.perf_counter()
+    torch_epoch(net, opt, tx, ty, batch, 0)
+    torch_s = time.perf_counter() - t0
+    print(f"\none epoch, batch {batch}: cnnc {cnnc_s:.2f} s ({len(x) / cnnc_s:,.0f} img/s), "
+          f"PyTorch eager {torch_s:.2f} s ({len(x) / torch_s:,.0f} img/s); "
+          f"cnnc / PyTorch = {cnnc_s / torch_s:.2f}")
+
+    if args.accuracy:
+        model.set_params(params0)
+        model._state = None
+        start = time.perf_counter()
+        history = model.fit(x, y, epochs=args.accuracy, verbose=2)
+        loss, acc = model.evaluate(ds.x_test, ds.y_test)
+        print(f"cnnc: test accuracy {acc:.4f} after {args.accuracy} epochs "
+              f"({time.perf_counter() - start:.1f} s)")
+        net = torch_net(params0)
+        opt = torch.optim.Adadelta(net.parameters(), lr=1.0, rho=0.95, eps=1e-7)
+        for epoch in range(args.accuracy):
+            torch_epoch(net, opt, tx, ty, batch, epoch)
+        tacc = torch_accuracy(net, torch.from_numpy(ds.x_test).permute(0, 3, 1, 2),
+                              torch.from_numpy(ds.y_test.astype(np.int64)))
+        print(f"PyTorch: test accuracy {tacc:.4f} after {args.accuracy} epochs")
+        del history
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
