@@ -96,7 +96,15 @@ def cmd_explain(args) -> int:
     from .explain import explain, render
     program = _program(args)
     model = _model(program, args.model)
-    exp = explain(model, fuse=args.fuse, disable=_disabled(args))
+    if args.train:
+        from .explain import explain_training
+        config = program.trains.get(model.name)
+        if config is None:
+            raise CnncError(Diagnostic(f"model '{model.name}' has no train block",
+                                       program.file))
+        exp = explain_training(model, config, fuse=args.fuse)
+    else:
+        exp = explain(model, fuse=args.fuse, disable=_disabled(args))
     if args.json:
         print(exp.to_json())
     else:
@@ -233,6 +241,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-pass", help="switch off passes (comma-separated): "
                                      "simplify_inference, fold_batchnorm")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--train", action="store_true",
+                   help="the training step's kernels (forward, loss, backward, updates)")
     p.set_defaults(run=cmd_explain)
 
     p = sub.add_parser("graph", help="write the IR graph as Graphviz dot, svg or png")

@@ -17,7 +17,7 @@ import json
 from dataclasses import asdict, dataclass, field
 
 from .ir import ops
-from .ir.graph import ACTIVATION, INPUT, Graph, Node
+from .ir.graph import Graph, Node
 from .program import Model
 
 
@@ -68,20 +68,22 @@ def _kernel_nodes(graph: Graph) -> list[Node]:
 
 
 def _bytes(graph: Graph, value: str) -> int:
-    return graph.type(value).nbytes
+    """Bytes per sample of a batched value (unbatched values -- parameters, gradients,
+    batch statistics -- are not per-sample traffic and count 0 here)."""
+    t = graph.type(value)
+    return t.nbytes if t.batched else 0
 
 
 def _row(graph: Graph, index: int, node: Node) -> GroupRow:
     body = node.body or (node,)
-    internal = {m.output for m in body}
-    reads = [v for v in node.inputs if graph.values[v].role in (ACTIVATION, INPUT)]
-    params = [v for v in node.inputs if graph.values[v].role not in (ACTIVATION, INPUT)]
+    reads = [v for v in node.inputs if v in graph.values and graph.type(v).batched]
+    params = [v for v in node.inputs if v in graph.values and not graph.type(v).batched]
     flops = sum(ops.get(m.op).flops(m.attrs, [graph.type(v) if v in graph.values else None
-                                              for v in m.inputs], graph.type(m.output))
+                                              for v in m.inputs], graph.type(m.outputs[0]))
                 for m in body)
     read = sum(_bytes(graph, v) for v in reads)
-    written = _bytes(graph, node.output)
-    hidden = [m.output for m in body if m.output != node.output]
+    written = sum(_bytes(graph, v) for v in node.outputs)
+    hidden = [out for m in body for out in m.outputs if out not in node.outputs]
     not_written = [{"value": v, "bytes": _bytes(graph, v)} for v in hidden]
     lines = sorted({m.loc.line for m in body if m.loc is not None})
     return GroupRow(index, [m.name for m in body], [m.op for m in body], node.rule or "",
@@ -92,7 +94,35 @@ def _row(graph: Graph, index: int, node: Node) -> GroupRow:
 
 def _intermediate(graph: Graph) -> int:
     final = set(graph.outputs)
-    return sum(_bytes(graph, n.output) for n in _kernel_nodes(graph) if n.output not in final)
+    return sum(_bytes(graph, v) for n in _kernel_nodes(graph) for v in n.outputs
+               if v not in final)
+
+
+def _kernel_nodes_any(graph: Graph) -> list[Node]:
+    """Kernels of a graph, unbatched ones (gradient reductions, updates) included."""
+    from .codegen.host import is_prepare
+    return [n for n in graph.nodes if not is_prepare(n)
+            and not (ops.get(n.op).view and not n.body)]
+
+
+def explain_training(model: Model, config, fuse="all") -> Explanation:
+    """The same report for the training step: forward, loss, backward and updates."""
+    from .passes import parse_fuse, run_training
+    from .train.autodiff import build_training_graph
+    rules = parse_fuse(fuse)
+    tg = build_training_graph(model, config.loss, config.optimizer, fuse_loss="loss" in rules)
+    graph, report = run_training(tg.graph, fuse=fuse)
+    base_tg = build_training_graph(model, config.loss, config.optimizer, fuse_loss=False)
+    baseline, _ = run_training(base_tg.graph, fuse="none")
+    merged = graph.replace(values={**baseline.values, **tg.graph.values, **graph.values})
+    rows = [_row(merged, i + 1, n) for i, n in enumerate(_kernel_nodes_any(graph))]
+    refusals = [{"rule": d.rule, "node": d.node, "group": d.group, "reason": d.reason}
+                for d in report.refusals]
+    return Explanation(
+        model.name + " (training step)", report.fuse_description, rows, refusals,
+        len(_kernel_nodes_any(baseline)), len(rows), _intermediate(baseline),
+        _intermediate(merged), sum(r.flops for r in rows),
+        [f"{p}: {t}" for p, t in report.notes])
 
 
 def explain(model: Model, fuse="all", disable=()) -> Explanation:

@@ -128,3 +128,22 @@ def test_verifier_runs_after_every_pass():
         graph = cnnc.parse(path).model().graph
         for fuse in ("none", "all"):
             run_inference(graph, fuse=fuse, verify_each=True)
+
+
+def test_explain_training_step():
+    program = cnnc.parse(EXAMPLES / "mnist_cnn.cnn")
+    from cnnc.explain import explain_training
+    exp = explain_training(program.model(), program.trains["mnist_cnn"])
+    ops_rules = [(" + ".join(g.ops), g.rule) for g in exp.groups]
+    # the ReLU masks fold into the gradient kernels that produce their input
+    assert ("dense_grad_input + dropout_grad + relu_grad", "epilogue") in ops_rules
+    assert ("maxpool2d_grad + relu_grad", "epilogue") in ops_rules
+    # softmax + cross-entropy is one loss kernel; every update of the step is one kernel
+    assert ("loss", "") in ops_rules
+    assert ops_rules[-1] == (" + ".join(["update"] * 6), "updates")
+    assert (exp.kernels_before, exp.kernels_after) == (33, 17)
+    unfused = explain_training(program.model(), program.trains["mnist_cnn"], fuse="none")
+    assert unfused.kernels_after == 33
+    result = subprocess.run([sys.executable, "-m", "cnnc", "explain", "--train",
+                             str(EXAMPLES / "mnist_cnn.cnn")], capture_output=True, text=True)
+    assert result.returncode == 0 and "rule: updates" in result.stdout

@@ -171,3 +171,23 @@ def test_train_step_with_a_plain_dict_of_parameters():
         assert mod.train_step(flat, s1, x, y, step) == mod.train_step(plain, s2, x, y, step)
     for name in flat:
         np.testing.assert_array_equal(flat[name], plain[name])
+
+
+def test_unfused_training_step_matches_fused(digits):
+    """fuse="none": every op its own kernel, one update kernel per parameter."""
+    x, y, *_ = digits
+    results = {}
+    for fuse in ("all", "none"):
+        model = cnnc.compile(TINY, fuse=fuse)
+        mod = model.module
+        params = mod.init_params(0)
+        state = mod.init_opt_state(params)
+        for step in range(3):
+            mod.train_step(params, state, x[step * 64:(step + 1) * 64],
+                           y[step * 64:(step + 1) * 64], step, seed=5)
+        results[fuse] = params
+    updates = [line for line in cnnc.compile(TINY, fuse="none").source.splitlines()
+               if line.startswith("def adam_update")]
+    assert len(updates) == 1                 # one shape-generic kernel, called per parameter
+    for name in results["all"]:
+        np.testing.assert_allclose(results["none"][name], results["all"][name], atol=1e-5)
