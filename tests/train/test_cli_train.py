@@ -160,3 +160,23 @@ def test_bad_data_is_refused_and_nothing_written(workdir, defect, message):
     assert proc.returncode == 2
     assert proc.stderr.strip() == f"{path}: error: {message}"
     assert not (workdir / f"runs/bad_{defect}").exists()
+
+
+def test_plot_curves(workdir, reference, tmp_path):
+    from cnnc.train.loop import History
+    from cnnc.train.plot import plot_history
+    history = json.loads((reference[0] / "history.json").read_text())
+    out = tmp_path / "curves.png"
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        with pytest.raises(cnnc_errors().CnncRuntimeError, match="needs matplotlib"):
+            plot_history(History(history["history"], history["epoch"]), out)
+        return
+    plot_history(History(history["history"], history["epoch"]), out)
+    assert out.read_bytes().startswith(b"\x89PNG")
+
+
+def cnnc_errors():
+    import cnnc.errors
+    return cnnc.errors
