@@ -214,9 +214,6 @@ def _conv2d_grad_weight(kernel: Kernel, graph: Graph) -> None:
     node = kernel.group.anchor
     _window(ctx, node.attrs, "kernel")
     ctx.chunks = CHUNKS
-    cin = graph.type(node.inputs[0]).shape[-1]
-    taps_by_cout = ctx.kh * ctx.kw * cin * graph.type(node.inputs[1]).shape[-1]
-    ctx.schedule = "outer" if taps_by_cout <= 4096 else "dot"
     kernel.outputs = [(kernel.group.output, "y", ASIS)]
     ctx.loops = [f"Parallel over {CHUNKS} fixed chunks of the batch, then over taps for the "
                  f"ordered sum of the chunks."]
