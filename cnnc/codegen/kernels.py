@@ -165,7 +165,9 @@ def _pool2d(kernel: Kernel, graph: Graph) -> None:
     pool = group.anchor
     _window(ctx, pool.attrs, "pool")
     ctx.mode = ops.get(pool.op).extra["mode"]
-    ctx.loops = ["Parallel over (n, output row); windows clipped to the input."]
+    ctx.loops = ["Parallel over (n, output row); " + (
+        "windows clipped to the input." if ctx.padded else
+        "the window taps unrolled." if ctx.kh * ctx.kw <= 16 else "windows inside the input.")]
 
 
 def _global_pool2d(kernel: Kernel, graph: Graph) -> None:
@@ -190,7 +192,7 @@ def _elementwise(kernel: Kernel, graph: Graph) -> None:
 
 def _softmax(kernel: Kernel, graph: Graph) -> None:
     group, ctx = kernel.group, kernel.context
-    kernel.args = [(v, ROWS) for v in group.args]
+    kernel.args = [(v, ROWS if graph.type(v).batched else ASIS) for v in group.args]
     kernel.out_view = ROWS
     chain = Chain(group, graph)
     ctx.post = lambda start, full, channel, index=None: chain.render(
@@ -220,12 +222,12 @@ def _conv2d_grad_weight(kernel: Kernel, graph: Graph) -> None:
 
 
 def _dense_grad_weight(kernel: Kernel, graph: Graph) -> None:
-    kernel.args = [(v, ROWS) for v in kernel.group.args]
+    kernel.args = [(v, ROWS if graph.type(v).batched else ASIS) for v in kernel.group.args]
     kernel.context.loops = ["Parallel over blocks of 4 inputs, after transposing x and dy."]
 
 
 def _reduce_channels(kernel: Kernel, graph: Graph) -> None:
-    kernel.args = [(v, ROWS) for v in kernel.group.args]
+    kernel.args = [(v, ROWS if graph.type(v).batched else ASIS) for v in kernel.group.args]
     kernel.context.chunks = CHUNKS
     kernel.context.loops = [f"Parallel over {CHUNKS} fixed chunks of rows; chunks summed in "
                             f"order."]
@@ -256,7 +258,7 @@ def _global_pool2d_grad(kernel: Kernel, graph: Graph) -> None:
 
 
 def _softmax_grad(kernel: Kernel, graph: Graph) -> None:
-    kernel.args = [(v, ROWS) for v in kernel.group.args]
+    kernel.args = [(v, ROWS if graph.type(v).batched else ASIS) for v in kernel.group.args]
     kernel.out_view = ROWS
     kernel.context.loops = ["Parallel over rows."]
 

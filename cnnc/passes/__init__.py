@@ -5,8 +5,12 @@ The inference pipeline, top to bottom:
 1. simplify_inference  dropout and activation(linear) removed (identity at inference)
 2. fold_batchnorm      batchnorm folded into the conv2d/dense before it
 3. pack_kernels        conv2d/dense kernels read in the layout the CPU kernels want
-4. fuse                kernel groups formed by op category (rules: epilogue, pool, row,
+4. sink_views          elementwise ops moved above the reshape they read (part of the
+                       epilogue rule: it lets them join the producer's kernel)
+5. fuse                kernel groups formed by op category (rules: epilogue, pool, row,
                        elementwise)
+
+The training pipeline runs pack_kernels, sink_views and fuse on the training graph.
 
 Each pass is a module with `run(graph, ctx) -> graph` and a docstring stating its rule.
 `ctx` carries the options (enabled fusion rules, disabled passes) and collects the
@@ -21,18 +25,20 @@ from dataclasses import dataclass, field
 from ..errors import CnncError, Diagnostic
 from ..ir.attrs import did_you_mean
 from ..ir.graph import Graph, Node
-from . import fold_batchnorm, fuse, pack_kernels, simplify_inference
+from . import fold_batchnorm, fuse, pack_kernels, simplify_inference, sink_views
 from .verify import verify
 
 INFERENCE_PIPELINE = (
     ("simplify_inference", simplify_inference.run),
     ("fold_batchnorm", fold_batchnorm.run),
     ("pack_kernels", pack_kernels.run),
+    ("sink_views", sink_views.run),
     ("fuse", fuse.run),
 )
 FUSION_RULES = tuple(fuse.RULES)
 TRAINING_PIPELINE = (
     ("pack_kernels", pack_kernels.run),
+    ("sink_views", sink_views.run),
     ("fuse", fuse.run),
 )
 TRAINING_FUSION_RULES = FUSION_RULES + tuple(fuse.TRAINING_RULES)
@@ -108,7 +114,7 @@ def parse_fuse(fuse) -> tuple[str, ...]:
 
 def parse_disabled(passes) -> tuple[str, ...]:
     names = [p for p in (passes or ())]
-    known = [name for name, _ in INFERENCE_PIPELINE if name not in ("fuse", "pack_kernels")]
+    known = [name for name, _ in INFERENCE_PIPELINE if name not in ("fuse", "pack_kernels", "sink_views")]
     for name in names:
         if name not in known:
             raise CnncError(Diagnostic(f"unknown pass '{name}'",

@@ -104,7 +104,7 @@ def test_header_documents_the_module():
                and any(isinstance(d, ast.Call) for d in f.decorator_list)
                and f.name != "dropout_keep"]             # the preamble's helper
     names = [k.name for k in kernels]
-    assert len(names) == len(set(names)) == 16     # 3 inference, 13 training
+    assert len(names) == len(set(names)) == 15     # 3 inference, 12 training
     assert "adadelta_update_all" in names and "softmax_xent_loss" in names
     assert all(n.endswith(("_fwd", "_bwd", "_loss", "_update_all")) for n in names)
     for k in kernels:
@@ -164,7 +164,7 @@ def test_warm_start_uses_the_cache(tmp_path):
                           capture_output=True, text=True, timeout=600)
     assert cold.returncode == 0, cold.stderr
     kernels = list((tmp_path / "kernels").glob("k_*.py"))
-    assert len(kernels) == 16          # every kernel's file; only the 3 predict uses compile
+    assert len(kernels) == 15          # every kernel's file; only the 3 predict uses compile
     assert len(list((tmp_path / "kernels" / "__pycache__").glob("*.nbi"))) == 3
     warm = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=600)

@@ -7,7 +7,8 @@ import pytest
 from cnnc.ir.builder import GraphBuilder
 from cnnc.ir.graph import INPUT, TensorType
 from cnnc.ir.ops import ParamSpec
-from cnnc.passes import PassContext, fold_batchnorm, fuse, pack_kernels, simplify_inference
+from cnnc.passes import (PassContext, fold_batchnorm, fuse, pack_kernels, simplify_inference,
+                         sink_views)
 from cnnc.passes.verify import VerifyError, verify
 
 ALL = ("epilogue", "pool", "row", "elementwise")
@@ -128,6 +129,49 @@ def test_pack_kernels_layouts():
     assert after.node("d").attrs["kernel_layout"] == "oi"
     assert after.type("d/kernel:oi").shape == (5, 64)
     verify(after)
+
+
+# --- sink_views -----------------------------------------------------------------------
+
+def _dense_reshape_dropout_grad():
+    b, x = start((4, 4, 2))
+    f = b.node("flatten", [x], layer="f")
+    w = b.param("d", ParamSpec("kernel", (32, 32), "glorot_uniform"))
+    d = b.node("dense", [f, w], {"units": 32}, layer="d", name="d")
+    r = b.node("reshape", [d], {"shape": (4, 4, 2)}, layer="d", name="r")
+    seed = b.input("seed", TensorType((), batched=False, dtype="int64"), INPUT)
+    g = b.node("dropout_grad", [r, seed], {"rate": 0.5, "salt": 1}, layer="g", name="g")
+    relu = b.node("relu", [g], layer="g", name="relu")
+    return b.build([relu])
+
+
+def test_sink_views_moves_elementwise_ops_above_a_reshape():
+    graph = _dense_reshape_dropout_grad()
+    after = sink_views.run(graph, ctx())
+    verify(after)
+    # the dropout gradient (scalar seed) moves up; relu follows it; the reshape comes last
+    assert [n.op for n in after.nodes] == ["flatten", "dense", "dropout_grad", "relu",
+                                           "reshape"]
+    assert after.node("g").inputs[0] == "d"
+    assert after.type(after.node("g").output).shape == (32,)
+    assert after.outputs == graph.outputs and after.type(after.outputs[0]).shape == (4, 4, 2)
+    fused = fuse.run(after, ctx())
+    assert ops_of(fused) == ["flatten", "dense+dropout_grad+relu", "reshape"]
+
+
+def test_sink_views_is_part_of_the_epilogue_rule():
+    graph = _dense_reshape_dropout_grad()
+    assert sink_views.run(graph, ctx(("pool", "row", "elementwise"))) is graph
+
+
+def test_sink_views_keeps_broadcast_ops_below_the_reshape():
+    b, x = start((4, 4, 2))
+    f = b.node("flatten", [x], layer="f")
+    r = b.node("reshape", [f], {"shape": (4, 4, 2)}, layer="f", name="r")
+    bias = b.param("c", ParamSpec("bias", (2,), "zeros"))
+    y = b.node("bias_add", [r, bias], layer="c", name="c")   # per channel: shape-dependent
+    graph = b.build([y])
+    assert sink_views.run(graph, ctx()) is graph
 
 
 # --- fuse -----------------------------------------------------------------------------
