@@ -111,24 +111,37 @@ def _window(ctx, attrs, kernel_key):
     ctx.padded = any(attrs["pads"])
 
 
+# One-input-channel convolutions vectorize over output channels from this many on (over
+# output columns below it).
+TAPS_MIN_CHANNELS = 16
+
+
 def _conv2d(kernel: Kernel, graph: Graph) -> None:
     group, ctx = kernel.group, kernel.context
     conv = group.anchor
     _window(ctx, conv.attrs, "kernel")
     if conv.attrs.get("kernel_layout") == "ohwi":
         ctx.schedule = "rowdot"
-        ctx.value = "acc[ow, co]"
         how = ("Each thread gathers an output row's patches (out_w, kh*kw*cin) and multiplies "
                "them with the packed kernel in blocks of 2 columns x 4 channels (8 sums in "
                "registers, the tap loop vectorized).")
+    elif graph.type(conv.output).shape[-1] >= TAPS_MIN_CHANNELS:
+        ctx.schedule = "taps"
+        ctx.tap_col = lambda s: _affine("ow", ctx.sw, s * ctx.dw)
+        terms = [f"x{r}_{s} * wk[{r * ctx.kw + s}, co]"
+                 for r in range(ctx.kh) for s in range(ctx.kw)]
+        ctx.tap_sum = "v = (\n    " + "\n    + ".join(terms) + "\n)"
+        how = ("One input channel: each thread zero-pads the input rows under an output row; "
+               "per output column the taps under it multiply the kernel's rows, vectorized "
+               "over output channels.")
     else:
         ctx.schedule = "cols"
-        ctx.value = "acc[co, ow]"
         terms = [f"w{r}_{s} * rows[{r}, {_affine('ow', ctx.sw, s * ctx.dw)}]"
                  for r in range(ctx.kh) for s in range(ctx.kw)]
         ctx.col_sum = "v = (\n    " + "\n    + ".join(terms) + "\n)"
         how = ("One input channel: each thread zero-pads the input rows under an output row "
                "and sums the shifted rows per output channel, vectorized over output columns.")
+    ctx.by_column = ctx.schedule in ("rowdot", "taps")     # acc[ow, co], else acc[co, ow]
     ctx.pool = None
     if group.reducer is not None:
         pool = group.reducer
