@@ -7,7 +7,8 @@ Same network, batch (128), optimizer (Adadelta, learning rate 1.0, rho 0.95, eps
 1e-7), Keras initialization (PyTorch starts from cnnc's initial parameters), dropout,
 and thread count (torch.set_num_threads = Numba's). Fashion-MNIST comes from
 /usr/share/datasets/fashion-mnist (apt-get install dataset-fashion-mnist). Timed epochs
-exclude compilation: cnnc and PyTorch each run a warm-up epoch slice first.
+exclude compilation: cnnc and PyTorch each run a warm-up epoch slice first. The timed
+epoch alternates between the two in blocks of batches (same order for both).
 """
 
 from __future__ import annotations
@@ -47,7 +48,8 @@ def torch_epoch(net, opt, x, y, batch, seed):
     import torch
     import torch.nn.functional as F
     net.train()
-    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
+    order = torch.arange(len(x)) if seed is None else \
+        torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
     for start in range(0, len(x), batch):
         idx = order[start:start + batch]
         opt.zero_grad()
@@ -67,6 +69,8 @@ def main() -> int:
     parser.add_argument("--accuracy", type=int, default=0, metavar="EPOCHS",
                         help="also train this many epochs with each and report accuracy")
     parser.add_argument("--tuned-malloc", action="store_true")
+    parser.add_argument("--blocks", type=int, default=10,
+                        help="alternating timed blocks the epoch is split into")
     args = parser.parse_args()
     if args.tuned_malloc:
         from common import reexec_with_tuned_malloc
@@ -100,16 +104,25 @@ def main() -> int:
     net = torch_net(params0)
     opt = torch.optim.Adadelta(net.parameters(), lr=1.0, rho=0.95, eps=1e-7)
 
-    t0 = time.perf_counter()
-    model.fit(x, y, epochs=1, verbose=0)
-    cnnc_s = time.perf_counter() - t0
-    time.sleep(0.5)
-    t0 = time.perf_counter()
-    torch_epoch(net, opt, tx, ty, batch, 0)
-    torch_s = time.perf_counter() - t0
-    print(f"\none epoch, batch {batch}: cnnc {cnnc_s:.2f} s ({len(x) / cnnc_s:,.0f} img/s), "
-          f"PyTorch eager {torch_s:.2f} s ({len(x) / torch_s:,.0f} img/s); "
-          f"cnnc / PyTorch = {cnnc_s / torch_s:.2f}")
+    # One epoch in the same shuffled order for both, timed in alternating blocks of
+    # batches (cnnc, PyTorch, cnnc, ...), so that drifting machine load bills both alike.
+    order = np.random.default_rng(0).permutation(len(x))
+    groups = np.array_split(np.arange(-(-len(x) // batch)), args.blocks)   # whole batches
+    blocks = [order[g[0] * batch:(g[-1] + 1) * batch] for g in groups]
+    cnnc_s = torch_s = 0.0
+    for block in blocks:
+        bx, by, btx, bty = x[block], y[block], tx[block], ty[block]
+        time.sleep(0.2)
+        t0 = time.perf_counter()
+        model.fit(bx, by, epochs=1, batch_size=batch, shuffle=False, verbose=0)
+        cnnc_s += time.perf_counter() - t0
+        time.sleep(0.2)
+        t0 = time.perf_counter()
+        torch_epoch(net, opt, btx, bty, batch, None)
+        torch_s += time.perf_counter() - t0
+    print(f"\none epoch, batch {batch}, in {len(blocks)} alternating blocks: cnnc {cnnc_s:.2f} s "
+          f"({len(x) / cnnc_s:,.0f} img/s), PyTorch eager {torch_s:.2f} s "
+          f"({len(x) / torch_s:,.0f} img/s); cnnc / PyTorch = {cnnc_s / torch_s:.2f}")
 
     if args.accuracy:
         model.set_params(params0)
