@@ -2,6 +2,7 @@
 
     python benchmarks/train.py                 # seconds per epoch, and the ratio
     python benchmarks/train.py --accuracy 3    # also: test accuracy after 3 epochs
+    python benchmarks/train.py --accuracy 3 --seeds 1,2   # and cnnc's from other seeds
 
 Same network, batch (128), optimizer (Adadelta, learning rate 1.0, rho 0.95, epsilon
 1e-7), Keras initialization (PyTorch starts from cnnc's initial parameters), dropout,
@@ -69,6 +70,9 @@ def main() -> int:
     parser.add_argument("--accuracy", type=int, default=0, metavar="EPOCHS",
                         help="also train this many epochs with each and report accuracy")
     parser.add_argument("--tuned-malloc", action="store_true")
+    parser.add_argument("--seeds", default="",
+                        help="with --accuracy: cnnc's accuracy also from these seeds, e.g. 1,2 "
+                             "(initial parameters, shuffling and dropout)")
     parser.add_argument("--blocks", type=int, default=10,
                         help="alternating timed blocks the epoch is split into")
     args = parser.parse_args()
@@ -140,6 +144,12 @@ def main() -> int:
                               torch.from_numpy(ds.y_test.astype(np.int64)))
         print(f"PyTorch: test accuracy {tacc:.4f} after {args.accuracy} epochs")
         del history
+        for seed in [int(v) for v in args.seeds.split(",") if v.strip()]:
+            model.set_params(model.module.init_params(seed))
+            model._state = None
+            model.fit(x, y, epochs=args.accuracy, verbose=0, seed=seed)
+            _, acc = model.evaluate(ds.x_test, ds.y_test)
+            print(f"cnnc, seed {seed}: test accuracy {acc:.4f} after {args.accuracy} epochs")
     return 0
 
 
