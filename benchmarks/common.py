@@ -71,3 +71,15 @@ def reexec_with_tuned_malloc(argv) -> None:
         return
     env = dict(os.environ, **TUNED_MALLOC)
     os.execve(sys.executable, [sys.executable] + argv, env)
+
+
+def parse_args(parser):
+    """Parse the command line, with the `--tuned-malloc` option every benchmark shares;
+    with it, the script starts over under the tuned malloc settings first."""
+    parser.add_argument("--tuned-malloc", action="store_true",
+                        help="re-run with MALLOC_MMAP/TRIM_THRESHOLD_ raised (helps PyTorch)")
+    args = parser.parse_args()
+    if args.tuned_malloc:
+        import sys
+        reexec_with_tuned_malloc(sys.argv)
+    return args

@@ -5,8 +5,9 @@
 PyTorch runs with torch.set_num_threads equal to Numba's thread count, in NCHW (its
 default) and in channels_last; ratios are cnnc's throughput over each. `--tuned-malloc`
 re-runs with glibc's malloc thresholds raised, which PyTorch needs here to reach its
-best figures (cnnc preallocates its buffers and is not affected). Also prints cnnc's cold compile time (empty cache) and warm start
-(a new process with the cache present). Median over interleaved rounds; see common.py.
+best figures (cnnc preallocates its buffers and is not affected). Also prints cnnc's cold
+compile time (empty cache) and warm start (a new process with the cache present). Median
+over interleaved rounds; see common.py.
 """
 
 from __future__ import annotations
@@ -41,12 +42,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--no-startup", action="store_true", help="skip cold/warm start")
-    parser.add_argument("--tuned-malloc", action="store_true",
-                        help="re-run with MALLOC_MMAP/TRIM_THRESHOLD_ raised (helps PyTorch)")
-    args = parser.parse_args()
-    if args.tuned_malloc:
-        from common import reexec_with_tuned_malloc
-        reexec_with_tuned_malloc(sys.argv)
+    from common import parse_args
+    args = parse_args(parser)
 
     import numba
     import torch

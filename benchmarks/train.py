@@ -69,16 +69,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--accuracy", type=int, default=0, metavar="EPOCHS",
                         help="also train this many epochs with each and report accuracy")
-    parser.add_argument("--tuned-malloc", action="store_true")
     parser.add_argument("--seeds", default="",
                         help="with --accuracy: cnnc's accuracy also from these seeds, e.g. 1,2 "
                              "(initial parameters, shuffling and dropout)")
     parser.add_argument("--blocks", type=int, default=10,
                         help="alternating timed blocks the epoch is split into")
-    args = parser.parse_args()
-    if args.tuned_malloc:
-        from common import reexec_with_tuned_malloc
-        reexec_with_tuned_malloc(sys.argv)
+    from common import parse_args
+    args = parse_args(parser)
 
     import numba
     import torch
