@@ -62,12 +62,9 @@ def lower(path_or_text, *, model: str | None = None, target: str = "cpu",
 
     if target not in TARGETS:
         raise CnncError(Diagnostic(f"unknown target '{target}' (cpu or cuda)"))
-    if target == "cuda":
-        from .errors import CnncRuntimeError
-        raise CnncRuntimeError("the cuda target is not available in this version of cnnc")
     program = parse(path_or_text)
     chosen = select_model(program, model)
-    graph, report = run_inference(chosen.graph, fuse=fuse)
+    graph, report = run_inference(chosen.graph, fuse=fuse, target=target)
     options = Options(target=target, fuse=report.fuse_description,
                       source_name=Path(program.file).name if program.file != "<string>" else "",
                       dtype=dtype)
@@ -80,9 +77,10 @@ def lower(path_or_text, *, model: str | None = None, target: str = "cpu",
         rules = parse_fuse(fuse)
         tg = build_training_graph(chosen, config.loss, config.optimizer,
                                   fuse_loss="loss" in rules)
-        train_graph, _ = run_training(tg.graph, fuse=fuse)
-        eval_graph, _ = run_inference(build_eval_graph(chosen, config.loss), fuse=fuse)
-        training = TrainingProgram(tg, train_graph, eval_graph, config.loss, fuse)
+        train_graph, _ = run_training(tg.graph, fuse=fuse, target=target)
+        eval_graph, _ = run_inference(build_eval_graph(chosen, config.loss), fuse=fuse,
+                                      target=target)
+        training = TrainingProgram(tg, train_graph, eval_graph, config.loss, fuse, target)
     return Compiled(program, chosen, graph, options, report, training, config)
 
 
@@ -94,22 +92,27 @@ def compile(path_or_text, target: str = "cpu", *, model: str | None = None, fuse
     under $CNNC_CACHE_DIR (with Numba's compiled kernels), keyed by the model, the options,
     the target and the cnnc version, so a second process starts without compiling.
     """
-    from .runtime.cache import cache_key, import_module, module_path
-    from .runtime.model import CompiledModel
+    from .runtime.cache import cache_key, ensure_module, import_module, module_path
 
     train = _train_override(path_or_text, model, loss, optimizer)
     compiled = lower(path_or_text, model=model, target=target, fuse=fuse, train=train,
                      dtype=dtype)
+    if target == "cuda":
+        from .runtime import cuda
+        cuda.require()                # a GPU or the simulator, before the module loads
+        model_class = cuda.CudaCompiledModel
+    else:
+        from .runtime.model import CompiledModel as model_class
     key = cache_key(source=compiled.model.source, name=compiled.model.name,
                     file=compiled.options.source_name, target=target,
                     fuse=compiled.options.fuse, train=repr(compiled.config), dtype=dtype)
     path = module_path(compiled.model.name, key)
-    from .runtime.cache import ensure_module
     source = ensure_module(path, compiled.source)
     module = import_module(path, f"cnnc_{compiled.model.name}_{key}")
-    from .runtime.kernel_store import link
-    link(module, source)
-    return CompiledModel(compiled.model, compiled.graph, module, path, source,
+    if target == "cpu":
+        from .runtime.kernel_store import link
+        link(module, source)
+    return model_class(compiled.model, compiled.graph, module, path, source,
                          compiled.options, compiled.program, compiled.report, compiled.config)
 
 

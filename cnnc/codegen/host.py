@@ -53,7 +53,7 @@ def is_prepare(node) -> bool:
     return not node.body and op.template is None and op.expr is not None
 
 
-def steps_of(graph: Graph) -> list[Step]:
+def steps_of(graph: Graph, target: str = "cpu") -> list[Step]:
     steps = []
     for node in graph.nodes:
         op = ops.get(node.op)
@@ -63,7 +63,7 @@ def steps_of(graph: Graph) -> list[Step]:
             steps.append(Step("view", node))
         else:
             group = analyze(node, graph)
-            steps.append(Step("kernel", node, K.build(group, graph, "__kernel__")))
+            steps.append(Step("kernel", node, K.build(group, graph, "__kernel__", target)))
     return steps
 
 
@@ -116,10 +116,11 @@ def full_shape(graph: Graph, value: str) -> str:
 
 
 def plan_host(graph: Graph, steps: list[Step], name: str, bindings: dict[str, str],
-              fresh: set[str] = frozenset(), taken=(), keep=()) -> HostFunction:
+              fresh: set[str] = frozenset(), taken=(), keep=(),
+              alloc: str = "np.empty") -> HostFunction:
     """The body of a host function running `steps`; `bindings` maps values to host
-    expressions (inputs, parameters, ...), `fresh` values get a new array per call,
-    `keep` values stay valid until the function returns."""
+    expressions (inputs, parameters, ...), `fresh` values get a new array per call
+    (`alloc(shape, dtype=DTYPE)`), `keep` values stay valid until the function returns."""
     names = Namer(set(taken) | {"n", "np", "math"} | set(bindings.values()))
     var: dict[str, str] = dict(bindings)
     # --- liveness and slot assignment ----------------------------------------------------
@@ -188,7 +189,7 @@ def plan_host(graph: Graph, steps: list[Step], name: str, bindings: dict[str, st
         for value, _, how in kernel.outputs:
             if value in fresh:
                 var[value] = names(value)
-                lines.append(f"{var[value]} = np.empty({full_shape(graph, value)}, "
+                lines.append(f"{var[value]} = {alloc}({full_shape(graph, value)}, "
                              f"dtype=DTYPE)")
             args.append(view(var[value], graph, value, how))
         layers = ", ".join(dict.fromkeys(m.layer for m in kernel.group.nodes))

@@ -71,7 +71,7 @@ def _title(group: Group) -> str:
             + ", ".join(layers) + ")")
 
 
-def build(group: Group, graph: Graph, name: str) -> Kernel:
+def build(group: Group, graph: Graph, name: str, target: str = "cpu") -> Kernel:
     builder = BUILDERS[group.template]
     chain = Chain(group, graph)
     ctx = SimpleNamespace(
@@ -85,6 +85,9 @@ def build(group: Group, graph: Graph, name: str) -> Kernel:
     ctx.needs_index = any("IDX" in (ops.get(n.op).expr or "") for n in group.nodes)
     kernel = Kernel(name, group.template, group, ctx)
     builder(kernel, graph)
+    if target == "cuda":
+        from . import cuda
+        cuda.extend(kernel, graph)
     kernel.args = kernel.args or [(v, ASIS) for v in group.args]
     if kernel.outputs is None:
         kernel.outputs = [(group.output, "y", kernel.out_view)]

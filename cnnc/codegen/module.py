@@ -15,6 +15,7 @@ from .. import __version__
 from ..ir import ops
 from ..ir.graph import Graph
 from ..program import Model
+from . import cuda
 from . import kernels as K
 from .host import is_prepare, plan_host, prepare_lines, steps_of
 from .naming import Namer, safe_comment
@@ -32,21 +33,40 @@ class Options:
 def generate(model: Model, graph: Graph, options: Options, training=None) -> str:
     """The standalone module of `model` (`graph`: its inference graph after the passes;
     `training`: the training and evaluation programs, when the module trains)."""
-    steps = steps_of(graph)
+    target = options.target
+    steps = steps_of(graph, target)
     output = graph.outputs[0]
     kernels = [s.kernel for s in steps if s.kind == "kernel"]
     if training is not None:
         kernels += training.kernels
-    sources = dedupe(kernels)           # names every kernel, before host code refers to them
+    namer = Namer(RESERVED_NAMES)
+    sources = dedupe(kernels, target, namer)   # names every kernel, before host code refers to them
+    prepare_of = prepare_lines
+    if target == "cuda":
+        device_prepare = cuda.PrepareKernels(namer)
+        prepare_of = device_prepare.lines
     bindings = {graph.inputs[0]: "x"}
     bindings.update({p.name: f"params[{p.name!r}]" for p in graph.params})
     bindings.update({n.output: f"params[{n.output!r}]" for n in graph.nodes if is_prepare(n)})
+    alloc = "cuda.device_array" if target == "cuda" else "np.empty"
     forward = plan_host(graph, steps, "forward", bindings, fresh={output},
-                        taken={"params", "x", "y"})
+                        taken={"params", "x", "y"}, alloc=alloc)
     forward.lines.append(f"return {forward.var[output]}")
-    functions = [forward] + (training.plan() if training is not None else [])
+    functions = [forward]
     prepare = [line for s in steps if s.kind == "prepare"
-               for line in prepare_lines(graph, s.node)]
+               for line in prepare_of(graph, s.node)]
+    extra = {}
+    if training is not None:
+        functions += training.plan(alloc)
+        extra = dict(optimizer=dict(training.training.hyper, rule=training.training.rule),
+                     label_shape=tuple(training.training.labels_shape),
+                     trainable_size=sum(p.size for p in training.trainable),
+                     prepare_train=training.prepare_lines(training.train_graph,
+                                                          training.train_steps, prepare_of),
+                     prepare_eval=training.prepare_lines(training.eval_graph,
+                                                         training.eval_steps, prepare_of))
+    if target == "cuda":
+        sources += device_prepare.sources
     seen = set()
     header_kernels = []
     for k in kernels:
@@ -58,19 +78,21 @@ def generate(model: Model, graph: Graph, options: Options, training=None) -> str
                                    dict.fromkeys(n.layer for n in k.group.nodes)), 70,
                                    placeholder=", ...")))
     params = [(p.name, p.shape, p.init, p.trainable) for p in graph.params]
-    extra = {}
-    if training is not None:
-        extra = dict(optimizer=dict(training.training.hyper, rule=training.training.rule),
-                     label_shape=tuple(training.training.labels_shape),
-                     trainable_size=sum(p.size for p in training.trainable))
     return render_code(
-        "cpu/module.py.j2", version=__version__, model=model, options=options,
+        f"{target}/module.py.j2", version=__version__, model=model, options=options,
         source_lines=[safe_comment(line) for line in model.source.splitlines()],
         source_name=safe_comment(options.source_name), header_kernels=header_kernels,
         kernels=sources, params=params, forward=forward, functions=functions,
         prepare=prepare, dtype=options.dtype, training=training,
         input_shape=tuple(model.input_type.shape), output_shape=tuple(graph.type(output).shape),
         repr=repr, **extra)
+
+
+# Module-level names of the generated module that kernel functions must not take.
+RESERVED_NAMES = frozenset({
+    "forward", "forward_prepared", "forward_device", "prepare", "init_params", "np", "math",
+    "cuda", "blocks", "split_k", "scratch", "to_device", "to_host", "DeviceParams",
+    "param_views", "on_device", "as_device", "device_input", "device_params", "device_zeros"})
 
 
 def _ops_text(nodes) -> str:
@@ -80,14 +102,14 @@ def _ops_text(nodes) -> str:
     return " + ".join(names)
 
 
-def K_render(kernel: K.Kernel) -> str:
-    return render_code(f"cpu/{kernel.template}.j2", k=kernel.context).rstrip() + "\n"
+def K_render(kernel: K.Kernel, target: str = "cpu") -> str:
+    return render_code(f"{target}/{kernel.template}.j2", k=kernel.context).rstrip() + "\n"
 
 
 _DOCSTRING = re.compile(r'"""(.*?)"""', re.DOTALL)
 
 
-def dedupe(kernels: list[K.Kernel]) -> list[str]:
+def dedupe(kernels: list[K.Kernel], target: str = "cpu", namer: Namer | None = None) -> list[str]:
     """Render the kernels; groups whose code is the same share one function.
 
     Kernels read sizes from their arrays, so layers with the same ops and window geometry
@@ -96,9 +118,9 @@ def dedupe(kernels: list[K.Kernel]) -> list[str]:
     """
     unique: dict[str, list[K.Kernel]] = {}
     for kernel in kernels:
-        body = _DOCSTRING.sub("", K_render(kernel), count=1)
+        body = _DOCSTRING.sub("", K_render(kernel, target), count=1)
         unique.setdefault(body, []).append(kernel)
-    namer = Namer({"forward", "forward_prepared", "prepare", "init_params", "np", "math"})
+    namer = namer or Namer(RESERVED_NAMES)
     sources = []
     for users in unique.values():
         first = users[0]
@@ -112,7 +134,7 @@ def dedupe(kernels: list[K.Kernel]) -> list[str]:
                 "Shared by the kernel groups of layers " + "; ".join(
                     ", ".join(dict.fromkeys(n.layer for n in k.group.nodes)) +
                     f" ({_shapes(k)})" for k in users) + ".", 88)
-        sources.append(K_render(first))
+        sources.append(K_render(first, target))
     return sources
 
 

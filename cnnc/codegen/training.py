@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from ..ir.graph import Graph
 from ..ir.ops.training import OPTIMIZERS
 from ..train.autodiff import TrainingGraph
-from .host import is_prepare, plan_host, prepare_lines, steps_of
+from .host import is_prepare, plan_host, steps_of
 
 
 @dataclass
@@ -30,15 +30,16 @@ class TrainingProgram:
     eval_graph: Graph             # after the inference pipeline
     loss: str
     fuse: str
+    target: str = "cpu"
 
     def __post_init__(self):
-        self.train_steps = steps_of(self.train_graph)
+        self.train_steps = steps_of(self.train_graph, self.target)
         split = next((i for i, s in enumerate(self.train_steps)
                       if s.kind == "kernel" and s.kernel.template == "update"),
                      len(self.train_steps))
         self.batch_steps = self.train_steps[:split]
         self.update_steps = self.train_steps[split:]
-        self.eval_steps = steps_of(self.eval_graph)
+        self.eval_steps = steps_of(self.eval_graph, self.target)
         self.kernels = [s.kernel for s in self.train_steps + self.eval_steps
                         if s.kind == "kernel"]
 
@@ -60,15 +61,13 @@ class TrainingProgram:
     def slots_tuple(self) -> tuple:
         return tuple(self.slots)
 
-    def prepare_train(self) -> list[str]:
-        return [line for s in self.train_steps if s.kind == "prepare"
-                for line in prepare_lines(self.train_graph, s.node)]
+    @staticmethod
+    def prepare_lines(graph: Graph, steps, lines_of) -> list[str]:
+        """The host lines computing the derived parameters of `steps` (`lines_of(graph,
+        node)`: the target's rendering of one)."""
+        return [line for s in steps if s.kind == "prepare" for line in lines_of(graph, s.node)]
 
-    def prepare_eval(self) -> list[str]:
-        return [line for s in self.eval_steps if s.kind == "prepare"
-                for line in prepare_lines(self.eval_graph, s.node)]
-
-    def plan(self):
+    def plan(self, alloc: str = "np.empty"):
         tg = self.training
         g = self.train_graph
         bindings = {"input": "x", "labels": "labels", "seed": "seed"}
@@ -78,11 +77,14 @@ class TrainingProgram:
         stat_values = [v for _, _, mean, var, _ in tg.bn_stats for v in (mean, var)]
         train = plan_host(g, self.batch_steps, "train_batch", bindings,
                           taken={"params", "grads", "x", "labels", "seed"},
-                          keep=["loss", "loss:correct"] + stat_values)
+                          keep=["loss", "loss:correct"] + stat_values, alloc=alloc)
         stats = [f"({train.var[mean]}, {train.var[var]})" for _, _, mean, var, _ in tg.bn_stats]
         train.lines.append("batch_stats = [" + "".join(f"\n    {s}," for s in stats) +
                            ("\n]" if stats else "]"))
-        train.lines.append(f"return {train.var['loss']}[0], {train.var['loss:correct']}[0], "
+        # CPU: the sums as numbers; CUDA: the one-element device arrays (copied out by
+        # the caller).
+        first = "[0]" if self.target == "cpu" else ""
+        train.lines.append(f"return {train.var['loss']}{first}, {train.var['loss:correct']}{first}, "
                            f"batch_stats")
         ub = {"@params": "flat_params", "@grads": "flat_grads", "lr": "lr", "alpha": "alpha"}
         ub.update({f"@state:{slot}": f"state[{slot!r}]" for slot in self.slots})
@@ -93,14 +95,16 @@ class TrainingProgram:
                 ub[value] = f"views[{slot!r}][{param!r}]"
         updates = plan_host(g, self.update_steps, "apply_updates", ub,
                             taken={"params", "grads", "state", "views", "flat_params",
-                                   "flat_grads", "lr", "alpha"})
+                                   "flat_grads", "lr", "alpha"}, alloc=alloc)
         e = self.eval_graph
         eb = {"input": "x", "labels": "labels"}
         eb.update({p.name: f"params[{p.name!r}]" for p in e.params})
         eb.update({n.output: f"params[{n.output!r}]" for n in e.nodes if is_prepare(n)})
         evaluate = plan_host(e, self.eval_steps, "evaluate_batch", eb,
-                             taken={"params", "x", "labels"}, keep=["loss", "loss:correct"])
-        evaluate.lines.append(f"return {evaluate.var['loss']}[0], {evaluate.var['loss:correct']}[0]")
+                             taken={"params", "x", "labels"}, keep=["loss", "loss:correct"],
+                             alloc=alloc)
+        evaluate.lines.append(f"return {evaluate.var['loss']}{first}, "
+                              f"{evaluate.var['loss:correct']}{first}")
         self.functions = [train, updates, evaluate]
         return self.functions
 

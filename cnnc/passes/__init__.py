@@ -5,6 +5,7 @@ The inference pipeline, top to bottom:
 1. simplify_inference  dropout and activation(linear) removed (identity at inference)
 2. fold_batchnorm      batchnorm folded into the conv2d/dense before it
 3. pack_kernels        conv2d/dense kernels read in the layout the CPU kernels want
+                       (the CUDA kernels read the Keras layouts: nothing to do)
 4. sink_views          elementwise ops moved above the reshape they read (part of the
                        epilogue rule: it lets them join the producer's kernel)
 5. fuse                kernel groups formed by op category (rules: epilogue, pool, row,
@@ -79,8 +80,10 @@ class Report:
 
 
 class PassContext:
-    def __init__(self, fuse_rules, disabled=(), verify_each=False, keep_graphs=False):
+    def __init__(self, fuse_rules, disabled=(), verify_each=False, keep_graphs=False,
+                 target: str = "cpu"):
         self.fuse_rules = frozenset(fuse_rules)
+        self.target = target          # "cpu" or "cuda": only pack_kernels looks at it
         self.report = Report(tuple(r for r in TRAINING_FUSION_RULES if r in self.fuse_rules),
                              tuple(disabled))
         self.verify_each = verify_each
@@ -138,22 +141,24 @@ def run_pipeline(graph: Graph, pipeline, ctx: PassContext) -> Graph:
 
 
 def run_inference(graph: Graph, fuse="all", disable=(), verify_each: bool | None = None,
-                  keep_graphs: bool = False):
+                  keep_graphs: bool = False, target: str = "cpu"):
     """Run the inference pipeline; returns (graph, report)."""
     import os
     if verify_each is None:
         verify_each = os.environ.get("CNNC_VERIFY") == "1"
-    ctx = PassContext(parse_fuse(fuse), parse_disabled(disable), verify_each, keep_graphs)
+    ctx = PassContext(parse_fuse(fuse), parse_disabled(disable), verify_each, keep_graphs,
+                      target)
     graph = run_pipeline(graph, INFERENCE_PIPELINE, ctx)
     return graph, ctx.report
 
 
-def run_training(graph: Graph, fuse="all", verify_each: bool | None = None):
+def run_training(graph: Graph, fuse="all", verify_each: bool | None = None,
+                 target: str = "cpu"):
     """Run the training pipeline on a training graph; returns (graph, report)."""
     import os
     if verify_each is None:
         verify_each = os.environ.get("CNNC_VERIFY") == "1"
-    ctx = PassContext(parse_fuse(fuse), (), verify_each)
+    ctx = PassContext(parse_fuse(fuse), (), verify_each, target=target)
     graph = run_pipeline(graph, TRAINING_PIPELINE, ctx)
     return graph, ctx.report
 

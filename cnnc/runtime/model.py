@@ -60,6 +60,26 @@ class CompiledModel:
     def _changed(self) -> None:
         self._prepared = None
 
+    # --- where the parameters live (the CUDA model keeps them on the device) ---
+    def _train_params(self):
+        """The parameters the module's train_step updates in place."""
+        return self._params
+
+    def _host_params(self) -> dict:
+        """The current parameters as host arrays (views of the live buffer on the CPU)."""
+        return self._params
+
+    def _host_state(self, state: dict) -> dict:
+        return state
+
+    def _restore(self, params: dict, state: dict, slots: dict) -> None:
+        """Set parameters and optimizer state (a checkpoint's) in place."""
+        for name, value in params.items():
+            self._params[name][...] = value
+        for name, value in slots.items():
+            state[name][...] = value
+        self._changed()
+
     def _prepared_params(self):
         if self._prepared is None:
             self._prepared = self.module.prepare(self._params)
@@ -137,7 +157,7 @@ class CompiledModel:
         self._require_training()
         x = self._check_input(x)
         key = self.module.step_seed(seed, 0) if dropout else -1
-        loss, _, grads = self.module.compute_gradients(self._params, x, y, key)
+        loss, _, grads = self.module.compute_gradients(self._train_params(), x, y, key)
         return loss, grads
 
     def fit(self, x, y, epochs: int | None = None, batch_size: int | None = None,
@@ -176,7 +196,8 @@ class CompiledModel:
         """(loss, accuracy) in inference mode, as Keras's evaluate."""
         self._require_training()
         x = self._check_input(x)
-        return self.module.evaluate(self._params, x, y, batch_size=batch_size or DEFAULT_BATCH)
+        return self.module.evaluate(self._train_params(), x, y,
+                                    batch_size=batch_size or DEFAULT_BATCH)
 
     def summary(self) -> None:
         from ..summary import summary

@@ -61,8 +61,8 @@ class Position:
 
 def save_checkpoint(run_dir: Path, model, state: dict, pos: Position, history: History,
                     seed: int) -> None:
-    arrays = {f"param/{k}": v for k, v in model._params.items()}
-    arrays.update({f"state/{k}": v for k, v in state.items()})
+    arrays = {f"param/{k}": v for k, v in model._host_params().items()}
+    arrays.update({f"state/{k}": v for k, v in model._host_state(state).items()})
     meta = {"epoch": pos.epoch, "batch": pos.batch, "step": pos.step,
             "loss_sum": pos.loss_sum, "correct_sum": pos.correct_sum, "seen": pos.seen,
             "seed": seed, "model": model.name, "history": json.loads(history.to_json())}
@@ -87,11 +87,7 @@ def load_checkpoint(run_dir: Path, model, state: dict):
     slots = {k[6:]: v for k, v in arrays.items() if k.startswith("state/")}
     if set(slots) != set(state) or any(slots[k].shape != state[k].shape for k in state):
         raise FileError(path, "optimizer state does not match this model's optimizer")
-    for name, value in params.items():
-        model._params[name][...] = value
-    for name, value in slots.items():
-        state[name][...] = value
-    model._changed()
+    model._restore(params, state, slots)
     history = History(meta["history"]["history"], meta["history"]["epoch"])
     pos = Position(meta["epoch"], meta["batch"], meta["step"], meta["loss_sum"],
                    meta["correct_sum"], meta["seen"])
@@ -108,6 +104,7 @@ def run(model, x, y, *, epochs: int, batch_size: int, seed: int, x_val=None, y_v
     run_dir = Path(run_dir) if run_dir is not None else None
     if resume:
         pos, history, seed = load_checkpoint(run_dir, model, state)
+    params = model._train_params()
     n = len(x)
     batches = math.ceil(n / batch_size)
     labels = module.labels_for(y)
@@ -122,8 +119,8 @@ def run(model, x, y, *, epochs: int, batch_size: int, seed: int, x_val=None, y_v
             while pos.batch < batches:
                 index = np.sort(order[pos.batch * batch_size:(pos.batch + 1) * batch_size])
                 xb = np.ascontiguousarray(x[index])
-                loss, acc = module.train_step(model._params, state, xb, labels[index],
-                                              pos.step, seed)
+                loss, acc = module.train_step(params, state, xb, labels[index], pos.step,
+                                              seed)
                 if not math.isfinite(loss):
                     model._changed()
                     raise NonFiniteLoss(
@@ -144,7 +141,7 @@ def run(model, x, y, *, epochs: int, batch_size: int, seed: int, x_val=None, y_v
             logs = {"loss": pos.loss_sum / pos.seen, metric: pos.correct_sum / pos.seen}
             if val is not None:
                 logs["val_loss"], logs[f"val_{metric}"] = module.evaluate(
-                    model._params, val[0], val[1], batch_size=max(batch_size, 256))
+                    params, val[0], val[1], batch_size=max(batch_size, 256))
             history.add(pos.epoch, logs)
             seconds = time.perf_counter() - start
             if bar is not None:

@@ -3,6 +3,7 @@
     NUMBA_DISABLE_JIT=1 python tests/tools/differential.py START STOP [--failures DIR]
         [--profile tiny|default]
     NUMBA_DISABLE_JIT=1 python tests/tools/differential.py --files tests/regressions/*.cnn
+    NUMBA_ENABLE_CUDASIM=1 python tests/tools/differential.py START STOP --target cuda
 
 For each seed in [START, STOP), random model `seed` (tests/generators/random_models.py)
 is compiled by cnnc with fuse="none" and fuse="all" and translated to a torch.nn module
@@ -298,7 +299,10 @@ def check_step(model, tm: TorchModel, case: dict, errors: dict) -> bool:
     state = mod.init_opt_state(work)
     key = mod.step_seed(case["dropout_seed"], 0)
     loss_c, _, grads_c = mod.compute_gradients(work, x, labels, key)   # what the step uses
+    # The CUDA module updates host parameters in place too (copied in and back); its
+    # optimizer state stays on the device.
     mod.train_step(work, state, x, labels, 0, seed=case["dropout_seed"])
+    state = {slot: getattr(mod, "to_host", np.asarray)(value) for slot, value in state.items()}
     loss_t, grads_t, unresolved = reference(tm, case, case["step_fuse"],
                                             dropout_masks(model, key, len(x)))
     errors["step/loss"] = worst(loss_c, loss_t, TOL)
@@ -352,14 +356,14 @@ def check_update(model, tm: TorchModel, grads: dict, work: dict, state: dict,
 
 # --- one model ---------------------------------------------------------------------
 
-def check_case(case: dict, fuses=FUSES) -> dict:
+def check_case(case: dict, fuses=FUSES, target: str = "cpu") -> dict:
     """Run every check on one case with each fusion setting in `fuses` (the step with
     the case's `step_fuse` if it is one of them, else the first); returns
     {"ok", "errors": {check: worst ratio, check:at: where}}, and "float32_only" and
     "float64" when a float32 mismatch was re-examined (see recheck_in_float64)."""
     errors: dict = {}
     saturated = False
-    models = {fuse: cnnc.compile(case["text"], fuse=fuse, loss=case["loss"],
+    models = {fuse: cnnc.compile(case["text"], target, fuse=fuse, loss=case["loss"],
                                  optimizer=case["optimizer"]) for fuse in fuses}
     tm = TorchModel(models[fuses[0]].model)
     expected = inference(tm, case)
@@ -380,7 +384,7 @@ def check_case(case: dict, fuses=FUSES) -> dict:
         record["float32_only"] = failed
         if saturated:
             record["saturated"] = True
-        record["float64"] = recheck_in_float64(case, fuses, tm, expected)
+        record["float64"] = recheck_in_float64(case, fuses, tm, expected, target)
         record["ok"] = record["float64"] <= 1.0
     return record
 
@@ -393,7 +397,8 @@ def inference(tm: TorchModel, case: dict) -> np.ndarray:
         return tm(case["x"]).numpy()
 
 
-def recheck_in_float64(case: dict, fuses, tm: TorchModel, expected: np.ndarray) -> float:
+def recheck_in_float64(case: dict, fuses, tm: TorchModel, expected: np.ndarray,
+                       target: str = "cpu") -> float:
     """The worst error, as a fraction of TOL64, of cnnc's modules compiled with
     dtype="float64" (the same generated code on float64 elements): forward and
     gradients with each fusion setting, and the dropout gradients of the step."""
@@ -401,7 +406,7 @@ def recheck_in_float64(case: dict, fuses, tm: TorchModel, expected: np.ndarray) 
     x = case["x"].astype(np.float64)
     ratios = []
     for fuse in fuses:
-        model = cnnc.compile(case["text"], fuse=fuse, loss=case["loss"],
+        model = cnnc.compile(case["text"], target, fuse=fuse, loss=case["loss"],
                              optimizer=case["optimizer"], dtype="float64")
         mod = model.module
         ratios.append(worst(mod.forward(params, x), expected, TOL64))
@@ -415,13 +420,13 @@ def recheck_in_float64(case: dict, fuses, tm: TorchModel, expected: np.ndarray) 
     return max(ratios)
 
 
-def run_case(case: dict, label: dict, fuses=FUSES) -> dict:
+def run_case(case: dict, label: dict, fuses=FUSES, target: str = "cpu") -> dict:
     """check_case, with exceptions reported as failures; one JSON-ready record."""
     start = time.perf_counter()
     record = {**label, "loss": case["loss"], "optimizer": case["optimizer"],
               "batch": len(case["x"])}
     try:
-        record.update(check_case(case, fuses))
+        record.update(check_case(case, fuses, target))
     except Exception:                  # noqa: BLE001 -- any crash is a finding: report it
         record.update(ok=False, error=traceback.format_exc()[-3000:])
     record["seconds"] = round(time.perf_counter() - start, 3)
@@ -438,6 +443,9 @@ def main() -> int:
     parser.add_argument("--failures", type=Path, metavar="DIR", help="write failing cases here")
     parser.add_argument("--profile", default="tiny", choices=("tiny", "default"),
                         help="random model profile (tests/generators/random_models.py)")
+    parser.add_argument("--target", default="cpu", choices=("cpu", "cuda"),
+                        help="the target compiled (cuda: on a GPU, or in Numba's simulator "
+                             "with NUMBA_ENABLE_CUDASIM=1)")
     args = parser.parse_args()
     if (args.files is None) == (args.start is None or args.stop is None):
         parser.error("give START STOP or --files")
@@ -454,7 +462,7 @@ def main() -> int:
         except Exception:              # noqa: BLE001 -- as in run_case
             case, record = None, {**label, "ok": False, "error": traceback.format_exc()[-3000:]}
         else:
-            record = run_case(case, label)
+            record = run_case(case, label, target=args.target)
         if not record["ok"]:
             failed += 1
             if args.failures and case is not None and "seed" in label:
