@@ -70,11 +70,23 @@ def cmd_graph(args) -> int:
     return 0
 
 
+def _cc(text: str) -> tuple[int, int]:
+    major, _, minor = text.partition(".")
+    if not (major.isdigit() and minor.isdigit()):
+        raise CnncError(Diagnostic(f"bad compute capability '{text}' (e.g. 9.0)"))
+    return int(major), int(minor)
+
+
 def cmd_compile(args) -> int:
     from .compiler import lower
     from .util import atomic_write_text
+    if args.ptx and args.target != "cuda":
+        raise CnncError(Diagnostic("--ptx needs --target cuda"))
+    cc = _cc(args.cc)
     compiled = lower(args.file, model=args.model, target=args.target, fuse=args.fuse)
     source = compiled.source()
+    if args.ptx:
+        _write_ptx(source, compiled.model.name, Path(args.ptx), cc)
     if args.output in (None, "-"):
         sys.stdout.write(source)
         return 0
@@ -92,6 +104,24 @@ def cmd_compile(args) -> int:
     return 0
 
 
+def _write_ptx(source: str, name: str, directory: Path, cc: tuple[int, int]) -> None:
+    """DIR/<kernel>.ptx for every kernel of the module (one file per launch signature
+    when a kernel has several: <kernel>.<i>.ptx)."""
+    from collections import Counter
+    from .runtime import ptx
+    from .util import atomic_write_text
+    kernels = ptx.compile_module(ptx.load_generated(source, name), ccs=(cc,))
+    directory.mkdir(parents=True, exist_ok=True)
+    counts = Counter(k.name for k in kernels)
+    seen: Counter = Counter()
+    for k in kernels:
+        stem = k.name if counts[k.name] == 1 else f"{k.name}.{seen[k.name]}"
+        seen[k.name] += 1
+        atomic_write_text(directory / f"{stem}.ptx", k.ptx)
+    print(f"{directory}/: PTX of {len(kernels)} kernels for compute capability "
+          f"{cc[0]}.{cc[1]}", file=sys.stderr)
+
+
 def cmd_explain(args) -> int:
     from .explain import explain, render
     program = _program(args)
@@ -105,6 +135,9 @@ def cmd_explain(args) -> int:
         exp = explain_training(model, config, fuse=args.fuse)
     else:
         exp = explain(model, fuse=args.fuse, disable=_disabled(args))
+    if args.target == "cuda":
+        from .explain import cuda_resources
+        exp.cuda_kernels = cuda_resources(args.file, model.name, args.fuse, _cc(args.cc))
     if args.json:
         print(exp.to_json())
     else:
@@ -142,7 +175,7 @@ def cmd_train(args) -> int:
     run_dir = Path(args.resume or args.output or f"runs/{model_ir.name}")
     run_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    model = compile_model(args.file, model=model_ir.name, fuse=args.fuse)
+    model = compile_model(args.file, target=args.target, model=model_ir.name, fuse=args.fuse)
     print(f"compiled {model_ir.name} ({model_ir.param_count:,} parameters) in "
           f"{time.perf_counter() - start:.1f} s; training on {len(ds.x_train):,} images "
           f"({ds.description})")
@@ -209,6 +242,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--fuse", default="all", help="all, none, or rules: " + FUSE_HELP)
     p.add_argument("-o", "--output", help="output .py file (default: stdout)")
+    p.add_argument("--ptx", metavar="DIR", help="with --target cuda: write each kernel's "
+                   "PTX to DIR (compiled by numba-cuda; no GPU needed)")
+    p.add_argument("--cc", default="9.0", help="compute capability of --ptx (default 9.0)")
     p.set_defaults(run=cmd_compile)
 
     p = sub.add_parser("train", help="train a model with its train block")
@@ -243,6 +279,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--train", action="store_true",
                    help="the training step's kernels (forward, loss, backward, updates)")
+    p.add_argument("--target", choices=("cpu", "cuda"), default="cpu",
+                   help="cuda: also each CUDA kernel's registers, shared memory and spills "
+                        "(compiled to PTX and assembled by ptxas; no GPU needed)")
+    p.add_argument("--cc", default="9.0", help="with --target cuda: the compute capability "
+                                               "(default 9.0)")
     p.set_defaults(run=cmd_explain)
 
     p = sub.add_parser("graph", help="write the IR graph as Graphviz dot, svg or png")

@@ -49,6 +49,7 @@ class Explanation:
     intermediate_after: int
     flops: int
     notes: list[str]
+    cuda_kernels: list[dict] = field(default_factory=list)   # with --target cuda
 
     @property
     def reduction(self) -> float:
@@ -176,4 +177,29 @@ def render(exp: Explanation, source_lines: list[str]) -> str:
     out += ["", f"kernels: {exp.kernels_before} -> {exp.kernels_after}; intermediate bytes "
                 f"written per sample: {_size(exp.intermediate_before)} -> "
                 f"{_size(exp.intermediate_after)} ({exp.reduction:.1%} less)"]
+    if exp.cuda_kernels:
+        first = exp.cuda_kernels[0]
+        out += ["", f"CUDA kernels of the module (compute capability {first['cc']}, "
+                    f"ptxas -arch={first['arch']}):",
+                f"    {'kernel':<52} {'registers':>9} {'shared':>9} {'stack':>6} {'spills':>7}"]
+        for k in exp.cuda_kernels:
+            out.append(f"    {k['name']:<52} {k['registers']:>9} {_size(k['shared_bytes']):>9} "
+                       f"{k['stack_bytes']:>6} {k['spill_stores'] + k['spill_loads']:>7}")
     return "\n".join(out)
+
+
+def cuda_resources(path, model: str, fuse, cc: tuple[int, int]) -> list[dict]:
+    """Every CUDA kernel of the model's module (training kernels too when it trains) with
+    its registers per thread, static shared memory, stack and spilled bytes, as ptxas
+    reports them for the PTX numba-cuda compiles for `cc`."""
+    from .compiler import lower
+    from .runtime import ptx
+    compiled = lower(path, model=model, target="cuda", fuse=fuse)
+    module = ptx.load_generated(compiled.source(), compiled.model.name)
+    arch = f"sm_{cc[0]}{cc[1]}"
+    rows = []
+    for kernel in ptx.compile_module(module, ccs=(cc,)):
+        info = ptx.ptxas(kernel.ptx, arch)
+        rows.append({"name": kernel.name, "cc": f"{cc[0]}.{cc[1]}", "arch": arch,
+                     **asdict(info)})
+    return rows

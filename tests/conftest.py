@@ -29,6 +29,24 @@ def pytest_collection_modifyitems(config, items):
         items[:] = [item for item in items if "long" not in item.keywords]
 
 
+def gpu_present() -> bool:
+    """Whether the CUDA driver sees a GPU (asked through libcuda, without Numba)."""
+    import ctypes
+    try:
+        lib = ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        return False
+    count = ctypes.c_int(0)
+    return lib.cuInit(0) == 0 and lib.cuDeviceGetCount(ctypes.byref(count)) == 0 \
+        and count.value > 0
+
+
+# The CUDA tests (tests/cuda) run on a GPU when there is one, else in Numba's CUDA
+# simulator: the choice is made here, before anything imports numba.cuda. Set
+# NUMBA_ENABLE_CUDASIM yourself to force either.
+if "NUMBA_ENABLE_CUDASIM" not in os.environ and not gpu_present():
+    os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
+
 # Kernels compile at LLVM -O1 in tests: the same source, types and fast-math flags as a
 # user's -O3 build, at under half the compile time. tests/codegen/test_examples.py runs
 # mnist_cnn once more at Numba's default level in a subprocess.
