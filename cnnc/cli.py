@@ -164,6 +164,9 @@ def cmd_train(args) -> int:
         raise CnncError(Diagnostic(f"model '{model_ir.name}' has no train block",
                                    program.file, hint="add `train NAME { loss = ... "
                                                       "optimizer = ... }` to the file"))
+    if args.target == "cuda":                # before reading data: say what is missing now
+        from .runtime.cuda import require
+        require()
     spec = args.data or config.data
     if spec is None:
         raise CnncError(Diagnostic("no data: give --data or `data = ...` in the train block",

@@ -11,12 +11,13 @@ import cnnc
 from oracles import torch_ref
 
 
-def compare(text: str, *, fuse="all", batches=(1, 7), seed=0, tol=None, compiled=None):
+def compare(text: str, *, fuse="all", batches=(1, 7), seed=0, tol=None, compiled=None,
+            target="cpu"):
     """Compile `text`, set random parameters, and compare predict() with the oracle.
 
     Returns the compiled model. Raises AssertionError with the worst error.
     """
-    model = compiled or cnnc.compile(text, fuse=fuse)
+    model = compiled or cnnc.compile(text, target, fuse=fuse)
     params = torch_ref.random_params(model.model, seed)
     model.set_params(params)
     rng = np.random.default_rng(seed + 1)
@@ -95,11 +96,11 @@ def labels_for(loss: str, batch: int, classes: int, rng) -> np.ndarray:
 
 
 def compare_gradients(text: str, loss: str = "categorical_crossentropy", *, batch=3, seed=0,
-                      fuse="all", dropout=False, tol=1e-4, compiled=None):
+                      fuse="all", dropout=False, tol=1e-4, compiled=None, target="cpu"):
     """Gradients of every parameter (and the loss) against torch.autograd in float64:
     |g - g_torch| <= tol * max(1, |g_torch|). Returns the compiled model."""
     from oracles import torch_ref
-    model = compiled or cnnc.compile(text, fuse=fuse, loss=loss, optimizer="sgd")
+    model = compiled or cnnc.compile(text, target, fuse=fuse, loss=loss, optimizer="sgd")
     params = torch_ref.random_params(model.model, seed)
     model.set_params(params)
     rng = np.random.default_rng(seed + 7)

@@ -1,6 +1,7 @@
 """Gradients of every op over its configuration grid against torch.autograd.
 
     NUMBA_DISABLE_JIT=1 python tests/tools/grad_grid.py [--full] [--only NAME]
+    NUMBA_ENABLE_CUDASIM=1 python tests/tools/grad_grid.py --target cuda
 
 Prints one JSON line per case. Each case is a small model around the op under test --
 a 1x1 convolution before it (so the gradient flows through the op into a parameter)
@@ -86,6 +87,7 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--full", action="store_true")
     parser.add_argument("--only")
+    parser.add_argument("--target", default="cpu", choices=("cpu", "cuda"))
     args = parser.parse_args()
     failed = 0
     for name, text, loss, kw in cases(args.full):
@@ -93,7 +95,7 @@ def main() -> int:
             continue
         record = {"case": name, "loss": loss, **{k: v for k, v in kw.items()}}
         try:
-            compare_gradients(text, loss, batch=3, **kw)
+            compare_gradients(text, loss, batch=3, target=args.target, **kw)
             record["ok"] = True
         except Exception as e:                   # report and go on
             record.update(ok=False, error=f"{type(e).__name__}: {e}",

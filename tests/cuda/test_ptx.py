@@ -1,0 +1,107 @@
+"""Every CUDA kernel of every example model compiles for real, without a GPU.
+
+The simulator forgives what a GPU does not (negative indices wrap, host-only numpy calls
+run), so the kernels also go through the real compiler: numba-cuda's compile_ptx (Numba's
+typing and lowering, then NVVM) for compute capabilities 7.5, 8.0 and 9.0, and the PTX
+through ptxas -arch=sm_90, the CUDA toolkit's assembler (tests/tools/ptx_check.py). Both
+run in a subprocess with Numba's real CUDA target, which needs no GPU to compile.
+
+Every kernel must also keep its register tiles in registers: no stack frame, no spills.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from cnnc.runtime.ptx import find_ptxas
+from conftest import EXAMPLES, ROOT
+
+EXAMPLE_FILES = sorted(str(p) for p in EXAMPLES.glob("*.cnn"))
+
+
+def real_cuda_env(tmp_path) -> dict:
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    env["CNNC_CACHE_DIR"] = str(tmp_path / "cache")
+    return env
+
+
+@pytest.fixture(scope="module")
+def ptxas():
+    path = find_ptxas()
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail("ptxas (CUDA toolkit) not found: CI must assemble the kernels")
+        pytest.skip("ptxas (CUDA toolkit) not found")
+    return path
+
+
+def test_every_example_kernel_compiles_and_assembles(tmp_path, ptxas):
+    result = subprocess.run([sys.executable, str(ROOT / "tests/tools/ptx_check.py"),
+                             "--cc", "7.5,8.0,9.0", "--arch", "sm_90", *EXAMPLE_FILES],
+                            env=real_cuda_env(tmp_path), capture_output=True, text=True,
+                            timeout=1800)
+    records = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert records, result.stderr[-3000:]
+    bad = [r for r in records if not r["ok"]]
+    assert not bad, json.dumps(bad[:3], indent=1)
+    assert result.returncode == 0, result.stderr[-3000:]
+    models = {m for r in records for m in r["models"]}
+    assert models == {"alexnet", "lenet5", "mnist_cnn", "resnet_tiny"}
+    assert {r["cc"] for r in records} == {"7.5", "8.0", "9.0"}
+    kernels = {r["kernel"] for r in records}
+    for name in ("conv2d_bias_relu_maxpool_fwd_kernel", "conv2d_grad_weight_bwd_partial",
+                 "adadelta_update_all_kernel", "softmax_xent_loss_rows"):
+        assert name in kernels, name
+    assert len(records) >= 3 * 80
+    spilled = [(r["kernel"], r["cc"]) for r in records
+               if r["stack_bytes"] or r["spill_stores"] or r["spill_loads"]]
+    assert not spilled, spilled
+
+
+def test_cli_writes_ptx_and_explain_reports_resources(tmp_path, ptxas):
+    env = real_cuda_env(tmp_path)
+    out = tmp_path / "ptx"
+    result = subprocess.run([sys.executable, "-m", "cnnc", "compile",
+                             str(EXAMPLES / "mnist_cnn.cnn"), "--target", "cuda", "--ptx",
+                             str(out), "-o", str(tmp_path / "m.py")],
+                            env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    files = sorted(p.name for p in out.glob("*.ptx"))
+    assert "conv2d_bias_relu_maxpool_fwd_kernel.ptx" in files and len(files) >= 20
+    text = (out / "conv2d_bias_relu_maxpool_fwd_kernel.ptx").read_text()
+    assert ".target sm_90" in text and ".entry" in text
+    result = subprocess.run([sys.executable, "-m", "cnnc", "explain",
+                             str(EXAMPLES / "mnist_cnn.cnn"), "--target", "cuda", "--json"],
+                            env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    kernels = {k["name"]: k for k in json.loads(result.stdout)["cuda_kernels"]}
+    conv = kernels["conv2d_bias_relu_maxpool_fwd_kernel"]
+    assert 32 <= conv["registers"] <= 255 and conv["shared_bytes"] > 0
+    assert conv["arch"] == "sm_90"
+    result = subprocess.run([sys.executable, "-m", "cnnc", "explain",
+                             str(EXAMPLES / "lenet5.cnn"), "--target", "cuda"],
+                            env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert "CUDA kernels of the module (compute capability 9.0, ptxas -arch=sm_90)" in \
+        result.stdout
+
+
+def test_ptx_needs_the_real_cuda_target(tmp_path):
+    env = dict(real_cuda_env(tmp_path), NUMBA_ENABLE_CUDASIM="1")
+    result = subprocess.run([sys.executable, "-m", "cnnc", "compile",
+                             str(EXAMPLES / "lenet5.cnn"), "--target", "cuda", "--ptx",
+                             str(tmp_path / "ptx"), "-o", str(tmp_path / "m.py")],
+                            env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 1
+    assert result.stderr.startswith("cnnc: error: compiling to PTX needs Numba's real CUDA "
+                                    "target: unset NUMBA_ENABLE_CUDASIM")
+    assert "Traceback" not in result.stderr
+    result = subprocess.run([sys.executable, "-m", "cnnc", "compile",
+                             str(EXAMPLES / "lenet5.cnn"), "--ptx", str(tmp_path / "ptx")],
+                            env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 2 and "--ptx needs --target cuda" in result.stderr
