@@ -70,6 +70,7 @@ def train(args, torch, cuda, cnnc, ds) -> None:
     batch = model.config.batch_size
     params0 = {k: v.copy() for k, v in model.params.items()}
     order = np.random.default_rng(0).permutation(len(x))
+    torder = torch.from_numpy(order)
 
     def fresh_torch():
         net = torch_net(params0).cuda()
@@ -89,12 +90,13 @@ def train(args, torch, cuda, cnnc, ds) -> None:
                 yield tx[i].cuda(), ty[i].cuda()
         return batches
 
+
     # Warm-up: compile cnnc's kernels; let cuDNN pick its algorithms.
     start = time.perf_counter()
     model.fit(x[:batch * 4], y[:batch * 4], epochs=1, verbose=0)
     print(f"cnnc warm-up (compiling the training kernels): {time.perf_counter() - start:.1f} s")
     net, opt = fresh_torch()
-    torch_epoch(torch, net, opt, host_batches(order[:batch * 4]))
+    torch_epoch(torch, net, opt, host_batches(torder[:batch * 4]))
 
     # a. host batches
     reset_cnnc()
@@ -104,7 +106,7 @@ def train(args, torch, cuda, cnnc, ds) -> None:
     cnnc_host = time.perf_counter() - start
     net, opt = fresh_torch()
     start = time.perf_counter()
-    torch_epoch(torch, net, opt, host_batches(order))
+    torch_epoch(torch, net, opt, host_batches(torder))
     torch_host = time.perf_counter() - start
     print(f"training epoch, host batches: cnnc {cnnc_host:.2f} s ({len(x) / cnnc_host:,.0f} "
           f"img/s), PyTorch {torch_host:.2f} s ({len(x) / torch_host:,.0f} img/s); "
@@ -121,7 +123,7 @@ def train(args, torch, cuda, cnnc, ds) -> None:
     params, state = model._train_params(), model._opt_state()
     dx = cuda.to_device(np.ascontiguousarray(x[order]))
     dy = cuda.to_device(mod.labels_for(y[order]))
-    gx, gy = tx[order].cuda(), ty[order].cuda()
+    gx, gy = tx[torder].cuda(), ty[torder].cuda()
     cuda.synchronize()
     start = time.perf_counter()
     for step, s in enumerate(range(0, len(x), batch)):

@@ -149,6 +149,12 @@ def _site_without_cnnc(tmp_path):
                     os.path.join(root, name)):
                 os.symlink(os.path.join(root, name), site / name)
                 break
+    for root in roots:                      # versions are read from their metadata
+        for entry in os.listdir(root):
+            if entry.endswith(".dist-info") and entry.lower().startswith(
+                    ("numpy", "numba", "llvmlite", "cuda_", "nvidia_", "packaging")) \
+                    and not (site / entry).exists():
+                os.symlink(os.path.join(root, entry), site / entry)
     for namespace in ("cuda", "nvidia"):
         for root in roots:
             folder = os.path.join(root, namespace)
