@@ -213,14 +213,15 @@ def _reductions(kernel: Kernel, graph: Graph) -> None:
         "any GPU."]
 
 
-LOSS_SUM_THREADS = 64
+LOSS_THREADS = 64
 
 
 def _loss(kernel: Kernel, graph: Graph) -> None:
-    kernel.context.sum_threads = LOSS_SUM_THREADS
+    kernel.context.sum_threads = LOSS_THREADS
     kernel.context.loops = [
-        "One thread per row for its loss, accuracy and gradient, then one block adds the "
-        "rows' losses and accuracies in a fixed order."]
+        f"One block of {LOSS_THREADS} threads: each thread computes the loss, accuracy and "
+        f"gradient of every {LOSS_THREADS}th row, then the block adds the rows' losses and "
+        "accuracies in a fixed order."]
 
 
 EXTENSIONS = {

@@ -101,12 +101,17 @@ def call(function: str, args: list[str], width: int = 95) -> str:
     return f"{function}(\n" + "".join(f"    {a},\n" for a in args) + ")"
 
 
-def view(expr: str, graph: Graph, value: str, how: str) -> str:
+def view(expr: str, graph: Graph, value: str, how: str, reshape: str = "method") -> str:
+    """`expr` as the kernel reads it: as is, flat, or as rows of the last axis. `reshape`:
+    "method" (`a.reshape(...)`) or "function" (`view(a, ...)`, the CUDA module's
+    remembered device array views)."""
     if how == K.FLAT:
-        return f"{expr}.reshape(-1)"
-    if how == K.ROWS:
-        return f"{expr}.reshape(-1, {graph.type(value).shape[-1]})"
-    return expr
+        shape = "-1"
+    elif how == K.ROWS:
+        shape = f"-1, {graph.type(value).shape[-1]}"
+    else:
+        return expr
+    return f"view({expr}, {shape})" if reshape == "function" else f"{expr}.reshape({shape})"
 
 
 def full_shape(graph: Graph, value: str) -> str:
@@ -117,10 +122,13 @@ def full_shape(graph: Graph, value: str) -> str:
 
 def plan_host(graph: Graph, steps: list[Step], name: str, bindings: dict[str, str],
               fresh: set[str] = frozenset(), taken=(), keep=(),
-              alloc: str = "np.empty") -> HostFunction:
+              target: str = "cpu") -> HostFunction:
     """The body of a host function running `steps`; `bindings` maps values to host
-    expressions (inputs, parameters, ...), `fresh` values get a new array per call
-    (`alloc(shape, dtype=DTYPE)`), `keep` values stay valid until the function returns."""
+    expressions (inputs, parameters, ...), `fresh` values get a new array per call (numpy's
+    on the CPU, a device array on CUDA), `keep` values stay valid until the function
+    returns."""
+    alloc = "cuda.device_array" if target == "cuda" else "np.empty"
+    reshape = "function" if target == "cuda" else "method"
     names = Namer(set(taken) | {"n", "np", "math"} | set(bindings.values()))
     var: dict[str, str] = dict(bindings)
     # --- liveness and slot assignment ----------------------------------------------------
@@ -176,7 +184,9 @@ def plan_host(graph: Graph, steps: list[Step], name: str, bindings: dict[str, st
             var[out] = names(out)
             note = "identity" if graph.type(node.inputs[0]).shape == graph.type(out).shape \
                 else "a view"
-            expr = src if note == "identity" else f"{src}.reshape({full_shape(graph, out)})"
+            shape = full_shape(graph, out)
+            expr = src if note == "identity" else (
+                f"view({src}, {shape})" if reshape == "function" else f"{src}.reshape({shape})")
             line = f"{var[out]} = {expr}  # {node.op} {node.name}: {note}"
             if len(line) > 95:
                 lines.append(f"# {node.op} {node.name}: {note}")
@@ -184,14 +194,14 @@ def plan_host(graph: Graph, steps: list[Step], name: str, bindings: dict[str, st
             lines.append(line)
             continue
         kernel = step.kernel
-        args = [view(var[v], graph, v, how) for v, how in kernel.args]
+        args = [view(var[v], graph, v, how, reshape) for v, how in kernel.args]
         args += [var[key] for _, key in kernel.scalars]
         for value, _, how in kernel.outputs:
             if value in fresh:
                 var[value] = names(value)
                 lines.append(f"{var[value]} = {alloc}({full_shape(graph, value)}, "
                              f"dtype=DTYPE)")
-            args.append(view(var[value], graph, value, how))
+            args.append(view(var[value], graph, value, how, reshape))
         layers = ", ".join(dict.fromkeys(m.layer for m in kernel.group.nodes))
         lines.append("# " + textwrap.shorten(layers, 88, placeholder=", ..."))
         lines.append(call(kernel.name, args))

@@ -48,16 +48,15 @@ def generate(model: Model, graph: Graph, options: Options, training=None) -> str
     bindings = {graph.inputs[0]: "x"}
     bindings.update({p.name: f"params[{p.name!r}]" for p in graph.params})
     bindings.update({n.output: f"params[{n.output!r}]" for n in graph.nodes if is_prepare(n)})
-    alloc = "cuda.device_array" if target == "cuda" else "np.empty"
     forward = plan_host(graph, steps, "forward", bindings, fresh={output},
-                        taken={"params", "x", "y"}, alloc=alloc)
+                        taken={"params", "x", "y"}, target=target)
     forward.lines.append(f"return {forward.var[output]}")
     functions = [forward]
     prepare = [line for s in steps if s.kind == "prepare"
                for line in prepare_of(graph, s.node)]
     extra = {}
     if training is not None:
-        functions += training.plan(alloc)
+        functions += training.plan()
         extra = dict(optimizer=dict(training.training.hyper, rule=training.training.rule),
                      label_shape=tuple(training.training.labels_shape),
                      trainable_size=sum(p.size for p in training.trainable),
@@ -92,7 +91,8 @@ def generate(model: Model, graph: Graph, options: Options, training=None) -> str
 RESERVED_NAMES = frozenset({
     "forward", "forward_prepared", "forward_device", "prepare", "init_params", "np", "math",
     "cuda", "blocks", "split_k", "scratch", "to_device", "to_host", "DeviceParams",
-    "param_views", "on_device", "as_device", "device_input", "device_params", "device_zeros"})
+    "param_views", "on_device", "as_device", "device_input", "device_params", "device_zeros",
+    "view"})
 
 
 def _ops_text(nodes) -> str:

@@ -67,7 +67,7 @@ class TrainingProgram:
         node)`: the target's rendering of one)."""
         return [line for s in steps if s.kind == "prepare" for line in lines_of(graph, s.node)]
 
-    def plan(self, alloc: str = "np.empty"):
+    def plan(self):
         tg = self.training
         g = self.train_graph
         bindings = {"input": "x", "labels": "labels", "seed": "seed"}
@@ -77,15 +77,15 @@ class TrainingProgram:
         stat_values = [v for _, _, mean, var, _ in tg.bn_stats for v in (mean, var)]
         train = plan_host(g, self.batch_steps, "train_batch", bindings,
                           taken={"params", "grads", "x", "labels", "seed"},
-                          keep=["loss", "loss:correct"] + stat_values, alloc=alloc)
+                          keep=["loss", "loss:correct"] + stat_values, target=self.target)
         stats = [f"({train.var[mean]}, {train.var[var]})" for _, _, mean, var, _ in tg.bn_stats]
         train.lines.append("batch_stats = [" + "".join(f"\n    {s}," for s in stats) +
                            ("\n]" if stats else "]"))
         # CPU: the sums as numbers; CUDA: the one-element device arrays (copied out by
         # the caller).
         first = "[0]" if self.target == "cpu" else ""
-        train.lines.append(f"return {train.var['loss']}{first}, {train.var['loss:correct']}{first}, "
-                           f"batch_stats")
+        train.lines.append(f"return {train.var['loss']}{first}, "
+                           f"{train.var['loss:correct']}{first}, batch_stats")
         ub = {"@params": "flat_params", "@grads": "flat_grads", "lr": "lr", "alpha": "alpha"}
         ub.update({f"@state:{slot}": f"state[{slot!r}]" for slot in self.slots})
         for param, grad in tg.param_grads.items():
@@ -95,14 +95,14 @@ class TrainingProgram:
                 ub[value] = f"views[{slot!r}][{param!r}]"
         updates = plan_host(g, self.update_steps, "apply_updates", ub,
                             taken={"params", "grads", "state", "views", "flat_params",
-                                   "flat_grads", "lr", "alpha"}, alloc=alloc)
+                                   "flat_grads", "lr", "alpha"}, target=self.target)
         e = self.eval_graph
         eb = {"input": "x", "labels": "labels"}
         eb.update({p.name: f"params[{p.name!r}]" for p in e.params})
         eb.update({n.output: f"params[{n.output!r}]" for n in e.nodes if is_prepare(n)})
         evaluate = plan_host(e, self.eval_steps, "evaluate_batch", eb,
                              taken={"params", "x", "labels"}, keep=["loss", "loss:correct"],
-                             alloc=alloc)
+                             target=self.target)
         evaluate.lines.append(f"return {evaluate.var['loss']}{first}, "
                               f"{evaluate.var['loss:correct']}{first}")
         self.functions = [train, updates, evaluate]

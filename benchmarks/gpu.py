@@ -1,6 +1,6 @@
 """The CUDA target against PyTorch CUDA on the same GPU, in one process run.
 
-    python benchmarks/cuda.py [--data DIR] [--rounds N] [--profile]
+    python benchmarks/gpu.py [--data DIR] [--rounds N] [--profile]
 
 1. Training: one epoch of mnist_cnn on Fashion-MNIST (60,000 images, batch 128,
    Adadelta with learning rate 1.0, rho 0.95, epsilon 1e-7, dropout 0.25 and 0.5), both
