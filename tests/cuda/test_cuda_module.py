@@ -85,7 +85,7 @@ def test_fit_matches_the_cpu_target(models):
     """fit() on both targets from the same parameters, with validation: the same history,
     parameters, evaluation and predictions (the CPU target is checked against PyTorch
     elsewhere; each CUDA kernel is, in the other tests of this folder)."""
-    x, y = data(40, seed=11)
+    x, y = data(30, seed=11)
     histories = {}
     for target, model in models.items():
         model.set_params(model.module.init_params(3))
@@ -174,9 +174,9 @@ def test_standalone_module_runs_without_cnnc(tmp_path):
                              "--target", "cuda", "-o", str(out)],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
-    x, y = data(40)
-    np.savez(tmp_path / "tiny_data.npz", x_train=x[:32], y_train=y[:32], x_test=x[32:],
-             y_test=y[32:])
+    x, y = data(24)
+    np.savez(tmp_path / "tiny_data.npz", x_train=x[:16], y_train=y[:16], x_test=x[16:],
+             y_test=y[16:])
     site = _site_without_cnnc(tmp_path)
     env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path),
            **{k: v for k, v in os.environ.items() if k.startswith(("NUMBA_", "CUDA"))}}
@@ -208,9 +208,9 @@ def test_standalone_module_runs_without_cnnc(tmp_path):
 
 def test_cli_trains_on_the_cuda_target(tmp_path):
     (tmp_path / "tiny.cnn").write_text(TINY)
-    x, y = data(48, seed=9)
-    np.savez(tmp_path / "tiny.npz", x_train=x[:40], y_train=y[:40], x_test=x[40:],
-             y_test=y[40:])
+    x, y = data(24, seed=9)
+    np.savez(tmp_path / "tiny.npz", x_train=x[:16], y_train=y[:16], x_test=x[16:],
+             y_test=y[16:])
     result = subprocess.run([sys.executable, "-m", "cnnc", "train", "tiny.cnn", "--target",
                              "cuda", "--quiet", "-o", "run"], cwd=tmp_path,
                             capture_output=True, text=True, timeout=900)
