@@ -163,7 +163,7 @@ def render(exp: Explanation, source_lines: list[str]) -> str:
                    f"{_size(g.bytes_written)}, intensity {g.intensity:.2f} FLOP/B; "
                    f"parameters {_size(g.param_bytes)} per batch")
         if g.not_written:
-            out.append(f"    not written: " + ", ".join(
+            out.append("    not written: " + ", ".join(
                 f"{v['value']} ({_size(v['bytes'])})" for v in g.not_written)
                 + f" -> saves {_size(g.bytes_saved)} per sample")
         for line in g.lines:

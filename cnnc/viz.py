@@ -99,7 +99,6 @@ def write(dot, out: Path | None, fmt: str) -> str | None:
 def to_dot_fused(graph: Graph, title: str):
     """The graph after the passes, each kernel group drawn as a cluster of its IR nodes."""
     from .ir import ops
-    from .ir.graph import ACTIVATION
     members, groups = [], []
     values = dict(graph.values)
     for node in graph.nodes:

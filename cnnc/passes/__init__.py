@@ -117,7 +117,8 @@ def parse_fuse(fuse) -> tuple[str, ...]:
 
 def parse_disabled(passes) -> tuple[str, ...]:
     names = [p for p in (passes or ())]
-    known = [name for name, _ in INFERENCE_PIPELINE if name not in ("fuse", "pack_kernels", "sink_views")]
+    known = [name for name, _ in INFERENCE_PIPELINE
+             if name not in ("fuse", "pack_kernels", "sink_views")]
     for name in names:
         if name not in known:
             raise CnncError(Diagnostic(f"unknown pass '{name}'",

@@ -197,7 +197,6 @@ class Fuser:
 
     def _try_diamond(self, group: Group, readers: list[Node]) -> bool:
         """Join all readers of the group's output together with their post-dominator."""
-        graph = self.graph
         out = group.output
         region = self._region(out)
         names = ", ".join(sorted({r.name for r in readers}))

@@ -47,7 +47,8 @@ class TrainingGraph:
     param_grads: dict[str, str]                 # trainable parameter -> its gradient value
     updates: dict[str, list[str]]               # parameter -> [new value, new states...]
     states: dict[str, list[str]]                # parameter -> optimizer state values
-    bn_stats: list[tuple] = field(default_factory=list)  # (mean param, var param, mean, var, momentum)
+    # (mean param, var param, mean, var, momentum) of each batchnorm
+    bn_stats: list[tuple] = field(default_factory=list)
     rule: str = ""
     hyper: dict = field(default_factory=dict)
     labels_shape: tuple = ()

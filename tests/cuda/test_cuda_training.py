@@ -16,6 +16,7 @@ from __future__ import annotations
 import pytest
 
 import cnnc
+from conftest import ROOT
 from helpers import compare_gradients
 from tools import differential, grad_grid
 
@@ -75,3 +76,18 @@ def test_random_models_cover_losses_and_optimizers():
     assert losses == {"categorical_crossentropy", "sparse_categorical_crossentropy",
                       "binary_crossentropy", "mse"}, losses
     assert optimizers == set(range(len(differential.OPTIMIZERS))), optimizers
+
+
+# CI runs the cases that reach the float64 re-examination and the model without
+# parameters; --long runs every case (the others take 20-40 s each in the simulator).
+CI_REGRESSIONS = ("float32_batchnorm_three_values", "no_trainable_parameters", "random_tiny_16")
+REGRESSIONS = [path if path.stem in CI_REGRESSIONS else pytest.param(path, marks=pytest.mark.long)
+               for path in sorted((ROOT / "tests" / "regressions").glob("*.cnn"))]
+
+
+@pytest.mark.parametrize("path", REGRESSIONS, ids=lambda p: p.stem)
+def test_regression_cases(path):
+    """tests/regressions/ on this target: cases that once failed on the CPU, among them
+    float32 rounding re-examined in float64 (the CUDA kernels on float64 elements)."""
+    record = differential.check_case(differential.load_case(path), target="cuda")
+    assert record["ok"], record

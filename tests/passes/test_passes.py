@@ -49,8 +49,8 @@ def start(shape=(8, 8, 3)):
 def test_simplify_removes_dropout_and_linear_and_keeps_flatten():
     b, x = start()
     d = b.node("dropout", [x], {"rate": 0.5}, layer="dropout")
-    l = b.node("linear", [d], layer="activation")
-    f = b.node("flatten", [l], layer="flatten")
+    lin = b.node("linear", [d], layer="activation")
+    f = b.node("flatten", [lin], layer="flatten")
     r = b.node("relu", [f], layer="activation_1")
     graph = b.build([r])
     after = simplify_inference.run(graph, ctx())

@@ -38,7 +38,7 @@ CASES = [
     ("dense", "input(2, 3, 2) flatten() dense(5, activation=sigmoid) dense(4, "
      "activation=elu) dense(3)", "mse", "all"),
     ("batchnorm", "input(4, 4, 2) conv2d(3, kernel=2, use_bias=false) batchnorm() "
-     f"activation(tanh) flatten() dense(4) batchnorm(epsilon=0.01) dense(3)", "mse", "all"),
+     "activation(tanh) flatten() dense(4) batchnorm(epsilon=0.01) dense(3)", "mse", "all"),
     ("categorical_crossentropy from logits", "input(3, 3, 2) flatten() dense(4, "
      f"{TANH}) dense(3, activation=softmax)", "categorical_crossentropy", "all"),
     ("categorical_crossentropy on probabilities", "input(3, 3, 2) flatten() dense(4, "

@@ -12,7 +12,7 @@ import pytest
 
 import cnnc
 from cnnc import data
-from conftest import EXAMPLES, ROOT
+from conftest import EXAMPLES
 
 TINY = """
 model tiny {

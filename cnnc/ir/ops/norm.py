@@ -10,7 +10,6 @@ batch statistic.
 from __future__ import annotations
 
 from ..attrs import Attr, Float
-from ..graph import TensorType
 from . import BROADCAST, ELEMENTWISE, OPAQUE, OpDef, ParamSpec, register
 
 
