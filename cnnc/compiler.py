@@ -32,8 +32,9 @@ class Compiled:
         """The kernel functions forward() calls, in order (shared ones repeat)."""
         import ast
         tree = ast.parse(self.source())
+        runs_kernels = "forward_device" if self.options.target == "cuda" else "forward_prepared"
         forward = next(f for f in tree.body if isinstance(f, ast.FunctionDef)
-                       and f.name == "forward_prepared")
+                       and f.name == runs_kernels)
         return [n.func.id for n in ast.walk(forward) if isinstance(n, ast.Call)
                 and isinstance(n.func, ast.Name) and n.func.id.endswith("_fwd")]
 

@@ -17,7 +17,7 @@ import textwrap
 from dataclasses import dataclass, field
 
 from ..ir import ops
-from ..ir.graph import Graph
+from ..ir.graph import INPUT, LABEL, Graph
 from . import kernels as K
 from .exprs import f32, substitute
 from .groups import analyze
@@ -173,6 +173,15 @@ def plan_host(graph: Graph, steps: list[Step], name: str, bindings: dict[str, st
         size = f"n * {t.numel}" if t.batched else str(t.numel)
         views.append((var[value], slot.name, size, full_shape(graph, value), value))
     # --- the body --------------------------------------------------------------------------
+    # Views of per-call arrays (the caller's batch and labels, a fresh output, views of
+    # them) are made on each call; views of workspace slots and parameters are the same
+    # objects every call, and the CUDA module remembers them.
+    per_call = {v for v, value in graph.values.items() if value.role in (INPUT, LABEL)}
+    per_call |= set(fresh)
+
+    def style(value: str) -> str:
+        return "method" if value in per_call else reshape
+
     lines: list[str] = []
     for step in steps:
         node = step.node
@@ -182,11 +191,14 @@ def plan_host(graph: Graph, steps: list[Step], name: str, bindings: dict[str, st
             src = var[node.inputs[0]]
             out = node.output
             var[out] = names(out)
+            if node.inputs[0] in per_call:
+                per_call.add(out)
             note = "identity" if graph.type(node.inputs[0]).shape == graph.type(out).shape \
                 else "a view"
             shape = full_shape(graph, out)
             expr = src if note == "identity" else (
-                f"view({src}, {shape})" if reshape == "function" else f"{src}.reshape({shape})")
+                f"view({src}, {shape})" if style(out) == "function"
+                else f"{src}.reshape({shape})")
             line = f"{var[out]} = {expr}  # {node.op} {node.name}: {note}"
             if len(line) > 95:
                 lines.append(f"# {node.op} {node.name}: {note}")
@@ -194,14 +206,14 @@ def plan_host(graph: Graph, steps: list[Step], name: str, bindings: dict[str, st
             lines.append(line)
             continue
         kernel = step.kernel
-        args = [view(var[v], graph, v, how, reshape) for v, how in kernel.args]
+        args = [view(var[v], graph, v, how, style(v)) for v, how in kernel.args]
         args += [var[key] for _, key in kernel.scalars]
         for value, _, how in kernel.outputs:
             if value in fresh:
                 var[value] = names(value)
                 lines.append(f"{var[value]} = {alloc}({full_shape(graph, value)}, "
                              f"dtype=DTYPE)")
-            args.append(view(var[value], graph, value, how, reshape))
+            args.append(view(var[value], graph, value, how, style(value)))
         layers = ", ".join(dict.fromkeys(m.layer for m in kernel.group.nodes))
         lines.append("# " + textwrap.shorten(layers, 88, placeholder=", ..."))
         lines.append(call(kernel.name, args))
