@@ -59,10 +59,6 @@ class Tile:
         """A-tile elements each thread loads (rows of a fixed column)."""
         return self.bm * self.bk // self.threads
 
-    @property
-    def smem_bytes(self) -> int:
-        return 4 * self.bk * (self.bm + self.bn)
-
     def __post_init__(self):
         assert self.bn % self.tn == 0 and self.bm % self.tm == 0, self
         assert self.threads % self.bk == 0 and (self.bm * self.bk) % self.threads == 0, self

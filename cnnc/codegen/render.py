@@ -8,7 +8,6 @@ so no template counts spaces for spliced code.
 from __future__ import annotations
 
 import re
-import textwrap
 from functools import cache
 
 import jinja2
@@ -25,7 +24,6 @@ def environment() -> jinja2.Environment:
                              undefined=jinja2.StrictUndefined, trim_blocks=True,
                              lstrip_blocks=True, keep_trailing_newline=True,
                              autoescape=False)
-    env.filters["dedent"] = textwrap.dedent
     # halves(8) == [4, 2, 1]: the steps of a tree reduction over 8 threads.
     env.globals["halves"] = lambda n: [n >> i for i in range(1, n.bit_length())]
     return env

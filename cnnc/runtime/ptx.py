@@ -92,7 +92,6 @@ def _numba_type(value):
 def trace_signatures(module) -> dict[str, list[tuple]]:
     """kernel name -> the argument types it is launched with (sorted)."""
     import numpy as np
-    from numba import cuda
     from numba.cuda import simulator
     _require_real_cuda()
     kernels = kernels_of(module)
@@ -110,9 +109,8 @@ def trace_signatures(module) -> dict[str, list[tuple]]:
                 else 1 << 40
             _run_host_code(module, batch, np)
     finally:
-        for name, value in saved.items():
+        for name, value in saved.items():             # the kernels, cuda, TARGET_BLOCKS
             setattr(module, name, value)
-        module.cuda = cuda
     missing = sorted(set(kernels) - set(found))
     if missing:
         raise CnncRuntimeError("kernels never launched by the module's host code: " +
@@ -198,12 +196,11 @@ def ptxas(ptx: str, arch: str = "sm_90", ptxas_path: str | None = None) -> Ptxas
 
 
 def load_generated(source: str, name: str):
-    """Import generated module source (written to a temporary cache file) for tracing."""
-    from .cache import cache_root, import_module
-    from ..util import atomic_write_text
+    """Import generated module source for tracing, through the module cache (keyed by the
+    source itself)."""
     import hashlib
+    from .cache import ensure_module, import_module, module_path
     key = hashlib.sha256(source.encode()).hexdigest()[:20]
-    path = cache_root() / "ptx" / f"{name}-{key}" / f"{name}.py"
-    if not path.exists():
-        atomic_write_text(path, source)
+    path = module_path(name, f"ptx-{key}")
+    ensure_module(path, lambda: source)
     return import_module(path, f"cnnc_ptx_{name}_{key}")
