@@ -22,16 +22,16 @@ BATCH = {"mnist_cnn": 256, "lenet5": 256, "resnet_tiny": 64, "alexnet": 4}
 
 
 def settings():
-    from cnnc.passes import FUSION_RULES
-    out = ["none", "all"] + list(FUSION_RULES)
-    out += ["all-" + r for r in FUSION_RULES]
+    from cnnc.passes.options import INFERENCE_RULES
+    out = ["none", "all"] + list(INFERENCE_RULES)
+    out += ["all-" + r for r in INFERENCE_RULES]
     return out
 
 
 def fuse_arg(setting: str):
-    from cnnc.passes import FUSION_RULES
+    from cnnc.passes.options import INFERENCE_RULES
     if setting.startswith("all-"):
-        return [r for r in FUSION_RULES if r != setting[4:]]
+        return [r for r in INFERENCE_RULES if r != setting[4:]]
     return setting
 
 
@@ -42,7 +42,7 @@ def main() -> int:
     args = parser.parse_args()
 
     import cnnc
-    from cnnc.explain import explain
+    from cnnc.reports.explain import explain
     from common import interleaved, machine
 
     print(f"machine: {machine()}")

@@ -8,9 +8,8 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
-from .errors import CnncError, CnncRuntimeError  # noqa: E402
+from .errors import CnncError, CnncRuntimeError
+from .version import __version__
 
 
 def parse(path_or_text):
@@ -18,19 +17,17 @@ def parse(path_or_text):
 
     Raises CnncError with every diagnostic if the source is not a valid program.
     """
-    from .frontend.checker import check
-    from .source import read_source
-
-    text, file = read_source(path_or_text)
-    return check(text, file)
+    from .frontend import parse as _parse
+    return _parse(path_or_text)
 
 
 def compile(path_or_text, target: str = "cpu", *, model: str | None = None, fuse="all",
             loss: str | None = None, optimizer=None, dtype: str = "float32"):
     """Compile a model to a loaded CompiledModel (see cnnc.compiler.compile).
 
-    `loss` and `optimizer` (written as in a train block, e.g. "adam(learning_rate=0.01)")
-    add or override the file's train block."""
+    `fuse` is "all", "none", or rule names ("epilogue,pool" or a list); `loss` and
+    `optimizer` (written as in a train block, e.g. "adam(learning_rate=0.01)") add or
+    override the file's train block."""
     from .compiler import compile as _compile
     return _compile(path_or_text, target, model=model, fuse=fuse, loss=loss,
                     optimizer=optimizer, dtype=dtype)

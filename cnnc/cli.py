@@ -2,7 +2,8 @@
 
 Exit status: 0 on success, 2 for bad input (model files, data, weights, options), 1 for
 failures while running. Errors are printed as diagnostics, never as Python tracebacks;
-``--debug`` (or CNNC_DEBUG=1) shows the traceback of an internal error.
+``--debug`` (or CNNC_DEBUG=1) shows the traceback of an internal error and runs the IR
+verifier after every pass (as CNNC_VERIFY=1 does).
 """
 
 from __future__ import annotations
@@ -12,27 +13,25 @@ import os
 import sys
 from pathlib import Path
 
-from . import __version__
+from . import targets
 from .errors import CnncError, CnncRuntimeError, Diagnostic
-from .ir.attrs import did_you_mean
+from .passes.options import INFERENCE_RULES, RULES, Fusion
+from .version import __version__
 
-
-FUSE_HELP = "a comma-separated list of epilogue, pool, row, elementwise"
+FUSE_HELP = ("all (the default), none, or a comma-separated list of fusion rules: " +
+             ", ".join(INFERENCE_RULES))
+TRAIN_FUSE_HELP = FUSE_HELP + ", and for training " + \
+    ", ".join(r for r in RULES if r not in INFERENCE_RULES)
 
 
 def _program(args):
-    from . import parse
+    from .frontend import parse
     return parse(args.file)
 
 
 def _model(program, name: str | None):
-    if name is None:
-        return program.model()
-    if name not in program.models:
-        raise CnncError(Diagnostic(f"no model named '{name}'", program.file,
-                                   hint=did_you_mean(name, program.models) or
-                                   "models: " + ", ".join(program.models)))
-    return program.models[name]
+    from .compiler import select_model
+    return select_model(program, name)
 
 
 def cmd_check(args) -> int:
@@ -44,7 +43,7 @@ def cmd_check(args) -> int:
 
 
 def cmd_summary(args) -> int:
-    from .summary import summary
+    from .reports.summary import summary
     program = _program(args)
     models = [_model(program, args.model)] if args.model else list(program.models.values())
     print("\n\n".join(summary(m) for m in models))
@@ -52,7 +51,7 @@ def cmd_summary(args) -> int:
 
 
 def cmd_graph(args) -> int:
-    from . import viz
+    from .reports import viz
     program = _program(args)
     model = _model(program, args.model)
     fmt = args.format or (Path(args.output).suffix.lstrip(".") if args.output else "dot")
@@ -60,7 +59,8 @@ def cmd_graph(args) -> int:
         raise CnncError(Diagnostic(f"unknown graph format '{fmt}' (dot, svg or png)"))
     if args.fused:
         from .passes import run_inference
-        graph, _ = run_inference(model.graph, fuse=args.fuse)
+        graph, _ = run_inference(model.graph, Fusion.parse(args.fuse),
+                                 targets.get(args.target).packs_kernels)
         dot = viz.to_dot_fused(graph, model.name)
     else:
         dot = viz.to_dot(model.graph, model.name)
@@ -80,13 +80,12 @@ def _cc(text: str) -> tuple[int, int]:
 def cmd_compile(args) -> int:
     from .compiler import lower
     from .util import atomic_write_text
-    if args.ptx and args.target != "cuda":
-        raise CnncError(Diagnostic("--ptx needs --target cuda"))
+    target = targets.get(args.target)
     cc = _cc(args.cc)
-    compiled = lower(args.file, model=args.model, target=args.target, fuse=args.fuse)
-    source = compiled.source()
+    compiled = lower(args.file, model=args.model, target=target, fuse=args.fuse)
     if args.ptx:
-        _write_ptx(source, compiled.model.name, Path(args.ptx), cc)
+        print(target.write_device_code(compiled, Path(args.ptx), cc), file=sys.stderr)
+    source = compiled.source()
     if args.output in (None, "-"):
         sys.stdout.write(source)
         return 0
@@ -95,49 +94,32 @@ def cmd_compile(args) -> int:
     functions = len(set(compiled.forward_kernels()))
     training = ""
     if compiled.training is not None:
-        steps = compiled.training.batch_steps + compiled.training.update_steps
-        count = sum(1 for s in steps if s.kind == "kernel")
+        count = len(compiled.generate().training_kernels)
         training = f"; a training step runs {count} kernel groups"
     print(f"{args.output}: {compiled.model.name}: inference runs {groups} kernel groups "
-          f"({functions} kernel functions){training}; target {args.target}, fusion "
-          f"{compiled.options.fuse}", file=sys.stderr)
+          f"({functions} kernel functions){training}; target {target.name}, fusion "
+          f"{compiled.options.fusion}", file=sys.stderr)
     return 0
 
 
-def _write_ptx(source: str, name: str, directory: Path, cc: tuple[int, int]) -> None:
-    """DIR/<kernel>.ptx for every kernel of the module (one file per launch signature
-    when a kernel has several: <kernel>.<i>.ptx)."""
-    from collections import Counter
-    from .runtime import ptx
-    from .util import atomic_write_text
-    kernels = ptx.compile_module(ptx.load_generated(source, name), ccs=(cc,))
-    directory.mkdir(parents=True, exist_ok=True)
-    counts = Counter(k.name for k in kernels)
-    seen: Counter = Counter()
-    for k in kernels:
-        stem = k.name if counts[k.name] == 1 else f"{k.name}.{seen[k.name]}"
-        seen[k.name] += 1
-        atomic_write_text(directory / f"{stem}.ptx", k.ptx)
-    print(f"{directory}/: PTX of {len(kernels)} kernels for compute capability "
-          f"{cc[0]}.{cc[1]}", file=sys.stderr)
-
-
 def cmd_explain(args) -> int:
-    from .explain import explain, render
+    from .reports.explain import explain, explain_training, render
     program = _program(args)
     model = _model(program, args.model)
+    target = targets.get(args.target)
+    fusion = Fusion.parse(args.fuse)
     if args.train:
-        from .explain import explain_training
         config = program.trains.get(model.name)
         if config is None:
             raise CnncError(Diagnostic(f"model '{model.name}' has no train block",
                                        program.file))
-        exp = explain_training(model, config, fuse=args.fuse)
+        exp = explain_training(model, config, fusion, target.packs_kernels, args.dump_ir)
     else:
-        exp = explain(model, fuse=args.fuse, disable=_disabled(args))
-    if args.target == "cuda":
-        from .explain import cuda_resources
-        exp.cuda_kernels = cuda_resources(args.file, model.name, args.fuse, _cc(args.cc))
+        exp = explain(model, fusion, target.packs_kernels, _disabled(args), args.dump_ir)
+    if target.reports_resources:
+        from .compiler import lower
+        compiled = lower(args.file, model=model.name, target=target, fuse=fusion)
+        exp.kernel_resources = target.kernel_resources(compiled, _cc(args.cc))
     if args.json:
         print(exp.to_json())
     else:
@@ -155,7 +137,7 @@ def cmd_train(args) -> int:
 
     from . import data as datasets
     from .compiler import compile as compile_model
-    from .train.loop import NonFiniteLoss
+    from .runtime.fit import NonFiniteLoss
 
     program = _program(args)
     model_ir = _model(program, args.model)
@@ -164,9 +146,7 @@ def cmd_train(args) -> int:
         raise CnncError(Diagnostic(f"model '{model_ir.name}' has no train block",
                                    program.file, hint="add `train NAME { loss = ... "
                                                       "optimizer = ... }` to the file"))
-    if args.target == "cuda":                # before reading data: say what is missing now
-        from .runtime.cuda import require
-        require()
+    targets.get(args.target).require()        # before reading data: say what is missing now
     spec = args.data or config.data
     if spec is None:
         raise CnncError(Diagnostic("no data: give --data or `data = ...` in the train block",
@@ -210,7 +190,7 @@ def cmd_train(args) -> int:
         atomic_write_text(run_dir / "history.json", history.to_json())
     print(f"weights, checkpoint and history in {run_dir}/")
     if args.plot:
-        from .train.plot import plot_history
+        from .reports.plot import plot_history
         plot_history(history, args.plot)
     return 0
 
@@ -242,8 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compile", help="write the standalone generated module")
     p.add_argument("file")
     p.add_argument("--model")
-    p.add_argument("--target", choices=("cpu", "cuda"), default="cpu")
-    p.add_argument("--fuse", default="all", help="all, none, or rules: " + FUSE_HELP)
+    p.add_argument("--target", choices=tuple(targets.TARGETS), default="cpu")
+    p.add_argument("--fuse", default="all", help=TRAIN_FUSE_HELP)
     p.add_argument("-o", "--output", help="output .py file (default: stdout)")
     p.add_argument("--ptx", metavar="DIR", help="with --target cuda: write each kernel's "
                    "PTX to DIR (compiled by numba-cuda; no GPU needed)")
@@ -256,9 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="mnist, fashion_mnist, a folder of IDX files or an .npz")
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)
-    p.add_argument("--target", choices=("cpu", "cuda"), default="cpu")
-    p.add_argument("--fuse", default="all", help="all, none, or rules: " + FUSE_HELP +
-                   ", loss, updates")
+    p.add_argument("--target", choices=tuple(targets.TARGETS), default="cpu")
+    p.add_argument("--fuse", default="all", help=TRAIN_FUSE_HELP)
     p.add_argument("-o", "--output", help="run directory (default runs/MODEL)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its checkpoint")
     p.add_argument("--plot", metavar="PNG", help="draw loss and accuracy curves (matplotlib)")
@@ -276,13 +255,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("explain", help="what fused, what was refused and why, what it saves")
     p.add_argument("file")
     p.add_argument("--model")
-    p.add_argument("--fuse", default="all", help="all, none, or rules: " + FUSE_HELP)
+    p.add_argument("--fuse", default="all", help=TRAIN_FUSE_HELP)
     p.add_argument("--no-pass", help="switch off passes (comma-separated): "
                                      "simplify_inference, fold_batchnorm")
+    p.add_argument("--dump-ir", action="store_true",
+                   help="print the IR after each pass before the report")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--train", action="store_true",
                    help="the training step's kernels (forward, loss, backward, updates)")
-    p.add_argument("--target", choices=("cpu", "cuda"), default="cpu",
+    p.add_argument("--target", choices=tuple(targets.TARGETS), default="cpu",
                    help="cuda: also each CUDA kernel's registers, shared memory and spills "
                         "(compiled to PTX and assembled by ptxas; no GPU needed)")
     p.add_argument("--cc", default="9.0", help="with --target cuda: the compute capability "
@@ -294,7 +275,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model")
     p.add_argument("--fused", action="store_true",
                    help="the graph after the passes, one cluster per kernel group")
-    p.add_argument("--fuse", default="all", help="with --fused: which rules")
+    p.add_argument("--fuse", default="all", help="with --fused: " + FUSE_HELP)
+    p.add_argument("--target", choices=tuple(targets.TARGETS), default="cpu",
+                   help="with --fused: the target whose kernel layouts the passes choose")
     p.add_argument("--format", choices=("dot", "svg", "png"),
                    help="default: from the output file's suffix, else dot")
     p.add_argument("-o", "--output", help="output file (default: dot text on stdout)")
@@ -306,6 +289,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     debug = args.debug or os.environ.get("CNNC_DEBUG") == "1"
+    if debug:
+        os.environ.setdefault("CNNC_VERIFY", "1")
     try:
         return args.run(args)
     except CnncError as e:

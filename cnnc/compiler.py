@@ -1,16 +1,25 @@
-"""The compile driver: source -> checked model -> passes -> generated module -> loaded."""
+"""The compile driver: source -> checked model -> passes -> generated module -> loaded.
+
+Options are read once here -- the target (`targets.get`), the fusion rules
+(`Fusion.parse`) -- and passed on as values.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import cached_property
 from pathlib import Path
 
-from .codegen.module import Options, generate
-from .errors import CnncError, Diagnostic
-from .ir.attrs import did_you_mean
-from .program import Model, Program
-
-TARGETS = ("cpu", "cuda")
+from . import targets
+from .codegen.module import GeneratedModule, Options, generate
+from .codegen.training import TrainingProgram
+from .errors import CnncError, Diagnostic, Diagnostics, did_you_mean
+from .frontend import parse
+from .frontend.program import Model, Program, TrainConfig
+from .ir import ops
+from .passes import run_inference, run_training
+from .passes.options import Fusion
+from .train.autodiff import build_eval_graph, build_training_graph
 
 
 @dataclass
@@ -19,28 +28,28 @@ class Compiled:
 
     program: Program
     model: Model
-    graph: object
+    graph: object                 # the inference graph after the passes
     options: Options
     report: object = None
-    training: object = None       # a TrainingProgram when the model trains
-    config: object = None         # its TrainConfig
+    training: TrainingProgram | None = None    # when the model trains
+    config: TrainConfig | None = None          # its train block
+
+    @cached_property
+    def generated(self) -> GeneratedModule:
+        return generate(self.model, self.graph, self.options, self.training)
+
+    def generate(self) -> GeneratedModule:
+        return self.generated
 
     def source(self) -> str:
-        return generate(self.model, self.graph, self.options, self.training)
+        return self.generated.source
 
     def forward_kernels(self) -> list[str]:
         """The kernel functions forward() calls, in order (shared ones repeat)."""
-        import ast
-        tree = ast.parse(self.source())
-        runs_kernels = "forward_device" if self.options.target == "cuda" else "forward_prepared"
-        forward = next(f for f in tree.body if isinstance(f, ast.FunctionDef)
-                       and f.name == runs_kernels)
-        return [n.func.id for n in ast.walk(forward) if isinstance(n, ast.Call)
-                and isinstance(n.func, ast.Name) and n.func.id.endswith("_fwd")]
+        return self.generated.forward_kernels
 
     def kernel_groups(self) -> int:
         """How many kernels forward() runs (fused groups count once)."""
-        from .ir import ops
         return sum(1 for n in self.graph.nodes if self.graph.type(n.outputs[0]).batched
                    and not (ops.get(n.op).view and not n.body))
 
@@ -55,77 +64,62 @@ def select_model(program: Program, name: str | None) -> Model:
     return program.models[name]
 
 
-def lower(path_or_text, *, model: str | None = None, target: str = "cpu",
-          fuse="all", train=None, dtype: str = "float32") -> Compiled:
-    """Parse, check and optimize; `train` (a TrainConfig) overrides the file's train block."""
-    from . import parse
-    from .passes import run_inference, run_training
-
-    if target not in TARGETS:
-        raise CnncError(Diagnostic(f"unknown target '{target}' (cpu or cuda)"))
+def lower(path_or_text, *, model: str | None = None, target="cpu", fuse="all",
+          train: TrainConfig | None = None, dtype: str = "float32") -> Compiled:
+    """Parse, check and optimize; `train` overrides the file's train block."""
+    target = targets.get(target)
+    fusion = Fusion.parse(fuse)
     program = parse(path_or_text)
     chosen = select_model(program, model)
-    graph, report = run_inference(chosen.graph, fuse=fuse, target=target)
-    options = Options(target=target, fuse=report.fuse_description,
-                      source_name=Path(program.file).name if program.file != "<string>" else "",
-                      dtype=dtype)
+    graph, report = run_inference(chosen.graph, fusion, target.packs_kernels)
+    options = Options(target, fusion,
+                      Path(program.file).name if program.file != "<string>" else "", dtype)
     config = train or program.trains.get(chosen.name)
     training = None
     if config is not None:
-        from .codegen.training import TrainingProgram
-        from .passes import parse_fuse
-        from .train.autodiff import build_eval_graph, build_training_graph
-        rules = parse_fuse(fuse)
-        tg = build_training_graph(chosen, config.loss, config.optimizer,
-                                  fuse_loss="loss" in rules)
-        train_graph, _ = run_training(tg.graph, fuse=fuse, target=target)
-        eval_graph, _ = run_inference(build_eval_graph(chosen, config.loss), fuse=fuse,
-                                      target=target)
-        training = TrainingProgram(tg, train_graph, eval_graph, config.loss, fuse, target)
+        tg = build_training_graph(chosen, config.loss, config.optimizer)
+        train_graph, _ = run_training(tg.graph, fusion, target.packs_kernels)
+        eval_graph, _ = run_inference(build_eval_graph(chosen, config.loss), fusion,
+                                      target.packs_kernels)
+        training = TrainingProgram(tg, train_graph, eval_graph, config.loss, target)
     return Compiled(program, chosen, graph, options, report, training, config)
 
 
-def compile(path_or_text, target: str = "cpu", *, model: str | None = None, fuse="all",
+def compile(path_or_text, target="cpu", *, model: str | None = None, fuse="all",
             loss: str | None = None, optimizer=None, dtype: str = "float32"):
     """Compile a model (a path or the text of a .cnn file) and load it.
 
     Returns a :class:`~cnnc.runtime.model.CompiledModel`. The generated module is cached
-    under $CNNC_CACHE_DIR (with Numba's compiled kernels), keyed by the model, the options,
-    the target and the cnnc version, so a second process starts without compiling.
+    under $CNNC_CACHE_DIR (with Numba's compiled kernels), keyed by the model, the target,
+    the fusion rules (their canonical spelling), the train block and the compiler itself,
+    so a second process starts without compiling.
     """
-    from .runtime.cache import cache_key, ensure_module, import_module, module_path
+    from .runtime.cache import cache_key, ensure_module, module_path
 
+    target = targets.get(target)
     train = _train_override(path_or_text, model, loss, optimizer)
     compiled = lower(path_or_text, model=model, target=target, fuse=fuse, train=train,
                      dtype=dtype)
-    if target == "cuda":
-        from .runtime import cuda
-        cuda.require()                # a GPU or the simulator, before the module loads
-        model_class = cuda.CudaCompiledModel
-    else:
-        from .runtime.model import CompiledModel as model_class
+    target.require()              # what running needs (a GPU or the simulator), said now
     key = cache_key(source=compiled.model.source, name=compiled.model.name,
-                    file=compiled.options.source_name, target=target,
-                    fuse=compiled.options.fuse, train=repr(compiled.config), dtype=dtype)
+                    file=compiled.options.source_name, target=target.name,
+                    fuse=str(compiled.options.fusion), train=repr(compiled.config),
+                    dtype=dtype)
     path = module_path(compiled.model.name, key)
     source = ensure_module(path, compiled.source)
-    module = import_module(path, f"cnnc_{compiled.model.name}_{key}")
-    if target == "cpu":
-        from .runtime.kernel_store import link
-        link(module, source)
-    return model_class(compiled.model, compiled.graph, module, path, source,
-                         compiled.options, compiled.program, compiled.report, compiled.config)
+    module = target.load(path, f"cnnc_{compiled.model.name}_{key}", compiled.generate)
+    return target.model_class(compiled.model, compiled.graph, module, path, source,
+                              compiled.options, compiled.program, compiled.report,
+                              compiled.config)
 
 
-def _train_override(path_or_text, model, loss, optimizer):
+def _train_override(path_or_text, model, loss, optimizer) -> TrainConfig | None:
     """A TrainConfig from keyword arguments (`loss=`, `optimizer=` like the train block's
     values, e.g. optimizer="adam(learning_rate=0.01)"), or None to use the file's."""
     if loss is None and optimizer is None:
         return None
-    from . import parse
-    from .train.config import check_train_block
     from .frontend.parser import parse_text
-    from .errors import Diagnostics
+    from .frontend.train_block import check_train_block
     program = parse(path_or_text)
     name = select_model(program, model).name
     base = program.trains.get(name)
@@ -137,6 +131,5 @@ def _train_override(path_or_text, model, loss, optimizer):
     config = check_train_block(tree.trains[0], diags)
     diags.raise_if_any()
     if base is not None:
-        from dataclasses import replace
         config = replace(base, loss=config.loss, optimizer=config.optimizer)
     return config

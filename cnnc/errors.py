@@ -16,6 +16,7 @@ the file.
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 
 MAX_ERRORS = 50
@@ -130,3 +131,9 @@ class Diagnostics:
     def raise_if_any(self) -> None:
         if self.items:
             raise CnncError(self.items)
+
+
+def did_you_mean(word: str, choices) -> str | None:
+    """A hint naming the closest of `choices` to a misspelled `word`, or None."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f"did you mean '{close[0]}'?" if close else None

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from ..ir import ops
 from ..ir.graph import Graph, Node
 from .exprs import Splice, f32, substitute
-from .naming import SHORT, Namer
+from .naming import Namer
 
 
 @dataclass
@@ -50,20 +50,31 @@ class Group:
     def inputs(self) -> tuple[str, ...]:
         return tuple(self.args)
 
+    @property
+    def backward(self) -> bool:
+        """Whether it computes gradients (its output is named dx, its input gradient dy)."""
+        return any(ops.get(n.op).direction == ops.BACKWARD for n in self.nodes)
+
     def op_tags(self) -> list[str]:
-        return [SHORT.get(n.op, n.op) for n in self.nodes if not ops.get(n.op).view]
+        return [ops.get(n.op).short for n in self.nodes if not ops.get(n.op).view]
 
     def function_name(self) -> tuple[str, str]:
         """(stem, suffix) of its name: the ops it computes and a direction --
-        conv2d_bias_relu + _fwd, dense_grad_input_relu_grad + _bwd, adam + _update,
+        conv2d_bias_relu + _fwd, dense_grad_input_relu_grad + _bwd, adam + _update(_all),
         softmax_xent + _loss."""
-        first = self.nodes[0]
-        if first.op == "update":
-            return first.attrs["rule"], "_update" + ("_all" if len(self.nodes) > 1 else "")
-        if first.op == "loss":
-            return first.attrs["kind"], "_loss"
-        backward = any("grad" in n.op for n in self.nodes)
-        return "_".join(self.op_tags()), ("_bwd" if backward else "_fwd")
+        first = ops.get(self.nodes[0].op)
+        if first.stem is not None:
+            suffix = first.direction + ("_all" if len(self.nodes) > 1 else "")
+            return first.stem(self.nodes[0].attrs), suffix
+        return "_".join(self.op_tags()), (ops.BACKWARD if self.backward else ops.FORWARD)
+
+    @property
+    def out_name(self) -> str:
+        """The kernel's name for its output: the anchor's own (dw, db), else dx in a
+        backward kernel and y in a forward one."""
+        if self.anchor is not None and ops.get(self.anchor.op).out:
+            return ops.get(self.anchor.op).out
+        return "dx" if self.backward else "y"
 
 
 def analyze(node: Node, graph: Graph) -> Group:
@@ -78,41 +89,43 @@ def analyze(node: Node, graph: Graph) -> Group:
     post: list[Node] = []
     for i, member in enumerate(body):
         op = ops.get(member.op)
-        chainable = op.category in (ops.ELEMENTWISE, ops.BROADCAST) and op.expr is not None \
-            or op.view
+        chainable = op.chainable or op.view
         if i == 0 and not chainable:
             anchor = member
         elif chainable:
             (post if reducer is not None else pre).append(member)
-        elif reducer is None and anchor is not None and (op.window or op.row):
+        elif reducer is None and anchor is not None and op.reduction is not None:
             reducer = member
         else:
             raise AssertionError(f"group {node.name}: {member.op} cannot follow "
                                  f"{[b.op for b in body[:i]]}")
     group = Group(node, tuple(body), anchor, tuple(pre), reducer, tuple(post))
-    if anchor is not None and (pre or reducer) and not ops.get(anchor.op).epilogue:
+    if anchor is not None and (pre or reducer) and \
+            ops.get(anchor.op).epilogue_refusal(anchor.attrs):
         raise AssertionError(f"{anchor.op}'s template takes no epilogue ({node.name})")
     _name_args(group, graph)
     return group
 
 
 def _name_args(group: Group, graph: Graph) -> None:
-    """Local names for the group's external inputs: x, w, then the epilogue's b, gamma..."""
+    """Local names for the group's external inputs by their roles: x (dy in a backward
+    kernel), w (wt when packed: see pack_kernels), then the epilogue's b, gamma, ..."""
     internal = {out for n in group.nodes for out in n.outputs}
-    namer = Namer(RESERVED)
+    namer = Namer(RESERVED | {group.out_name})
     for member in group.nodes:
         op = ops.get(member.op)
         for role, value in zip(op.inputs, member.inputs):
             if value in internal or value in group.args:
                 continue
-            if role == "w" and member.attrs.get("kernel_layout") in ("ohwi", "oi", "ihwo"):
+            if role == "w" and "kernel_layout" in member.attrs:
                 role = "wt"
             group.args[value] = namer(role)
 
 
-# Names the templates use for their own locals; arguments and chain locals avoid them.
+# Names the templates use for their own locals; arguments and chain locals avoid them
+# (and the output's name, Group.out_name).
 RESERVED = frozenset("""
-    y n t i j q r s c co ci oh ow ih iw ph pw pr ps h w_in cin cout out_h out_w pool_h pool_w
+    n t i j q r s c co ci oh ow ih iw ph pw pr ps h w_in cin cout out_h out_w pool_h pool_w
     n_batch n_in n_out blk n0 rows acc patch taps base pooled top left rows_in scale total
     u0 u1 u2 u3 v0 v1 v2 v3 dx dgamma dbeta loss correct dz g_i partial chunk chunks
     positions patch_t dy_t x_t y2 part inv_std inv_rows label best lse dot width index
@@ -133,7 +146,7 @@ class Chain:
     def __init__(self, group: Group, graph: Graph):
         self.group = group
         self.graph = graph
-        self.namer = Namer(RESERVED | set(group.args.values()))
+        self.namer = Namer(RESERVED | set(group.args.values()) | {group.out_name})
 
     def render(self, nodes, value: str | None, start: str | None, full: str,
                channel: str, index: str | None = None) -> Splice:
@@ -173,7 +186,7 @@ class Chain:
                     lines.append(f"index = {index}")
                     known["index"] = "index"
                 names["IDX"] = "index"
-            var = self.namer(SHORT.get(node.op, node.op))
+            var = self.namer(op.short)
             lines.append(f"{var} = {substitute(op.expr, names)}")
             known[node.output] = var
             current = var

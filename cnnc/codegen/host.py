@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from ..ir import ops
 from ..ir.graph import INPUT, LABEL, Graph
 from . import kernels as K
-from .exprs import f32, substitute
 from .groups import analyze
 from .naming import Namer
 
@@ -53,7 +52,7 @@ def is_prepare(node) -> bool:
     return not node.body and op.template is None and op.expr is not None
 
 
-def steps_of(graph: Graph, target: str = "cpu") -> list[Step]:
+def steps_of(graph: Graph, target) -> list[Step]:
     steps = []
     for node in graph.nodes:
         op = ops.get(node.op)
@@ -79,20 +78,6 @@ def _inputs(step: Step) -> list[str]:
     return list(step.node.inputs)
 
 
-def prepare_lines(graph: Graph, node, target: str = "p") -> list[str]:
-    """A derived parameter as a numpy expression over whole arrays."""
-    op = ops.get(node.op)
-    lines = [f"# {node.op}: {op.doc}"]
-    lines += [f"{role} = {target}[{value!r}]" for role, value in zip(op.inputs, node.inputs)]
-    names = {k: f32(v) for k, v in node.attrs.items() if isinstance(v, float)}
-    expr = substitute(op.expr, names)
-    if len(expr) + len(node.output) > 80:
-        lines += [f"value = {expr}", f"{target}[{node.output!r}] = value"]
-    else:
-        lines.append(f"{target}[{node.output!r}] = {expr}")
-    return lines
-
-
 def call(function: str, args: list[str], width: int = 95) -> str:
     """`function(args)` on one line, or one argument a line when that is too long."""
     line = f"{function}({', '.join(args)})"
@@ -101,17 +86,16 @@ def call(function: str, args: list[str], width: int = 95) -> str:
     return f"{function}(\n" + "".join(f"    {a},\n" for a in args) + ")"
 
 
-def view(expr: str, graph: Graph, value: str, how: str, reshape: str = "method") -> str:
-    """`expr` as the kernel reads it: as is, flat, or as rows of the last axis. `reshape`:
-    "method" (`a.reshape(...)`) or "function" (`view(a, ...)`, the CUDA module's
-    remembered device array views)."""
+def view(expr: str, graph: Graph, value: str, how: str, target, remembered: bool) -> str:
+    """`expr` as the kernel reads it: as is, flat, or as rows of the last axis
+    (`remembered`: the same array every call, see Target.view)."""
     if how == K.FLAT:
         shape = "-1"
     elif how == K.ROWS:
         shape = f"-1, {graph.type(value).shape[-1]}"
     else:
         return expr
-    return f"view({expr}, {shape})" if reshape == "function" else f"{expr}.reshape({shape})"
+    return target.view(expr, shape, remembered)
 
 
 def full_shape(graph: Graph, value: str) -> str:
@@ -120,15 +104,11 @@ def full_shape(graph: Graph, value: str) -> str:
     return "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
 
 
-def plan_host(graph: Graph, steps: list[Step], name: str, bindings: dict[str, str],
-              fresh: set[str] = frozenset(), taken=(), keep=(),
-              target: str = "cpu") -> HostFunction:
+def plan_host(graph: Graph, steps: list[Step], name: str, bindings: dict[str, str], target,
+              fresh: set[str] = frozenset(), taken=(), keep=()) -> HostFunction:
     """The body of a host function running `steps`; `bindings` maps values to host
-    expressions (inputs, parameters, ...), `fresh` values get a new array per call (numpy's
-    on the CPU, a device array on CUDA), `keep` values stay valid until the function
-    returns."""
-    alloc = "cuda.device_array" if target == "cuda" else "np.empty"
-    reshape = "function" if target == "cuda" else "method"
+    expressions (inputs, parameters, ...), `fresh` values get a new array per call (the
+    target's: Target.alloc), `keep` values stay valid until the function returns."""
     names = Namer(set(taken) | {"n", "np", "math"} | set(bindings.values()))
     var: dict[str, str] = dict(bindings)
     # --- liveness and slot assignment ----------------------------------------------------
@@ -174,13 +154,10 @@ def plan_host(graph: Graph, steps: list[Step], name: str, bindings: dict[str, st
         views.append((var[value], slot.name, size, full_shape(graph, value), value))
     # --- the body --------------------------------------------------------------------------
     # Views of per-call arrays (the caller's batch and labels, a fresh output, views of
-    # them) are made on each call; views of workspace slots and parameters are the same
-    # objects every call, and the CUDA module remembers them.
+    # them) are made on each call; views of workspace slots and parameters are of the same
+    # arrays every call, which a target may remember.
     per_call = {v for v, value in graph.values.items() if value.role in (INPUT, LABEL)}
     per_call |= set(fresh)
-
-    def style(value: str) -> str:
-        return "method" if value in per_call else reshape
 
     lines: list[str] = []
     for step in steps:
@@ -196,9 +173,8 @@ def plan_host(graph: Graph, steps: list[Step], name: str, bindings: dict[str, st
             note = "identity" if graph.type(node.inputs[0]).shape == graph.type(out).shape \
                 else "a view"
             shape = full_shape(graph, out)
-            expr = src if note == "identity" else (
-                f"view({src}, {shape})" if style(out) == "function"
-                else f"{src}.reshape({shape})")
+            expr = src if note == "identity" else \
+                target.view(src, shape, out not in per_call)
             line = f"{var[out]} = {expr}  # {node.op} {node.name}: {note}"
             if len(line) > 95:
                 lines.append(f"# {node.op} {node.name}: {note}")
@@ -206,14 +182,14 @@ def plan_host(graph: Graph, steps: list[Step], name: str, bindings: dict[str, st
             lines.append(line)
             continue
         kernel = step.kernel
-        args = [view(var[v], graph, v, how, style(v)) for v, how in kernel.args]
+        args = [view(var[v], graph, v, how, target, v not in per_call)
+                for v, how in kernel.args]
         args += [var[key] for _, key in kernel.scalars]
         for value, _, how in kernel.outputs:
             if value in fresh:
                 var[value] = names(value)
-                lines.append(f"{var[value]} = {alloc}({full_shape(graph, value)}, "
-                             f"dtype=DTYPE)")
-            args.append(view(var[value], graph, value, how, style(value)))
+                lines.append(f"{var[value]} = {target.alloc(full_shape(graph, value))}")
+            args.append(view(var[value], graph, value, how, target, value not in per_call))
         layers = ", ".join(dict.fromkeys(m.layer for m in kernel.group.nodes))
         lines.append("# " + textwrap.shorten(layers, 88, placeholder=", ..."))
         lines.append(call(kernel.name, args))

@@ -1,9 +1,12 @@
 """Per-template kernel contexts: what each template needs to render one group.
 
-Every builder returns a :class:`Kernel`: the values it reads (in argument order), how the
-host passes each one (as-is, or as a flat/row view), and the template context -- sizes,
-strides and padding as literals, and the `pre`/`post` chain renderers that splice the
-group's elementwise work into the template's loops.
+`build` returns a :class:`Kernel`: the values it reads (in argument order), how the host
+passes each one (as-is, or as a flat/row view), and the template context -- window
+geometry as literals, the names of its main input and output, and the `pre`/`post`
+chain renderers that splice the group's elementwise work into the template's loops.
+All of that is the same on every target; the target then adds its own part (the loop
+schedule of a CPU kernel, the tiles and launch geometry of a CUDA one, the comments
+describing them): `Target.extend`.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from types import SimpleNamespace
 
 from ..ir import ops
 from ..ir.graph import Graph
+from .exprs import f32, substitute
 from .groups import Chain, Group
 
 FLAT, ROWS, ASIS = "flat", "rows", "as-is"
@@ -27,7 +31,7 @@ class Kernel:
     context: SimpleNamespace
     args: list[tuple[str, str]] = field(default_factory=list)   # (value, view)
     out_view: str = ASIS
-    # (value, local name, view) of each output; default: the group's output as `y`
+    # (value, local name, view) of each output; default: the group's output
     outputs: list[tuple[str, str, str]] | None = None
     # (local name, host key) of per-call scalars the host passes (learning rate, ...)
     scalars: list[tuple[str, str]] = field(default_factory=list)
@@ -56,41 +60,31 @@ def _title(group: Group) -> str:
         op = ops.get(node.op)
         if op.view:
             continue
-        desc = node.op
-        a = node.attrs
-        if node.op == "conv2d":
-            desc += (f" {a['kernel'][0]}x{a['kernel'][1]}/{a['strides'][0]}x{a['strides'][1]}"
-                     f" {a['padding']}" + (f" dilation {a['dilation'][0]}x{a['dilation'][1]}"
-                                            if a["dilation"] != (1, 1) else ""))
-        elif op.window:
-            desc += f" {a['pool'][0]}x{a['pool'][1]}/{a['strides'][0]}x{a['strides'][1]} " \
-                    f"{a['padding']}"
-        parts.append(desc)
+        parts.append(node.op + (f" {op.window.describe(node.attrs)}" if op.window else ""))
     layers = list(dict.fromkeys(n.layer for n in group.nodes))
     return (" + ".join(parts) + f" (layer{'s' if len(layers) > 1 else ''} "
             + ", ".join(layers) + ")")
 
 
-def build(group: Group, graph: Graph, name: str, target: str = "cpu") -> Kernel:
-    builder = BUILDERS[group.template]
+def build(group: Group, graph: Graph, name: str, target) -> Kernel:
     chain = Chain(group, graph)
+    anchor = group.anchor
     ctx = SimpleNamespace(
-        name=name, title=_title(group), parallel=True,
+        name=name, title=_title(group), loops=[],
+        x=group.args.get(anchor.inputs[0]) if anchor is not None else None,
+        y=group.out_name,
         pre=lambda start, full, channel, index=None: chain.render(
-            group.pre, group.anchor.output if group.anchor else None, start, full, channel,
-            index),
+            group.pre, anchor.output if anchor else None, start, full, channel, index),
         post=lambda start, full, channel, index=None: chain.render(
             group.post, group.reducer.output if group.reducer else None, start, full,
             channel, index))
     ctx.needs_index = any("IDX" in (ops.get(n.op).expr or "") for n in group.nodes)
     kernel = Kernel(name, group.template, group, ctx)
-    builder(kernel, graph)
-    if target == "cuda":
-        from . import cuda
-        cuda.extend(kernel, graph)
+    BUILDERS[group.template](kernel, graph)
+    target.extend(kernel, graph)
     kernel.args = kernel.args or [(v, ASIS) for v in group.args]
     if kernel.outputs is None:
-        kernel.outputs = [(group.output, "y", kernel.out_view)]
+        kernel.outputs = [(group.output, group.out_name, kernel.out_view)]
     ctx.params = list(group.args.values()) + [local for local, _ in kernel.scalars] + \
         [local for _, local, _ in kernel.outputs]
     first = group.nodes[0].inputs[0]
@@ -103,94 +97,49 @@ def build(group: Group, graph: Graph, name: str, target: str = "cpu") -> Kernel:
     return kernel
 
 
-def _window(ctx, attrs, kernel_key):
+def _window(ctx, node):
     """Window geometry as literals: taps, strides, dilation, padding (sizes stay runtime)."""
-    ctx.kh, ctx.kw = attrs[kernel_key]
-    ctx.sh, ctx.sw = attrs["strides"]
-    ctx.dh, ctx.dw = attrs.get("dilation", (1, 1))
-    ctx.pt, ctx.pb, ctx.pl, ctx.pr = attrs["pads"]
-    ctx.ekh = (ctx.kh - 1) * ctx.dh + 1
-    ctx.ekw = (ctx.kw - 1) * ctx.dw + 1
-    ctx.padded = any(attrs["pads"])
+    window = ops.get(node.op).window
+    (ctx.kh, ctx.kw), (ctx.sh, ctx.sw), (ctx.dh, ctx.dw) = window.geometry(node.attrs)
+    ctx.pt, ctx.pb, ctx.pl, ctx.pr = node.attrs["pads"]
+    ctx.ekh, ctx.ekw = window.extent(node.attrs)
+    ctx.padded = any(node.attrs["pads"])
 
 
-# One-input-channel convolutions vectorize over output channels from this many on (over
-# output columns below it).
-TAPS_MIN_CHANNELS = 16
+def _rows(kernel: Kernel, graph: Graph, out: bool = False) -> None:
+    """Batched arguments (and the output, with `out`) as (rows, last axis) views."""
+    kernel.args = [(v, ROWS if graph.type(v).batched else ASIS) for v in kernel.group.args]
+    if out:
+        kernel.out_view = ROWS
 
 
 def _conv2d(kernel: Kernel, graph: Graph) -> None:
     group, ctx = kernel.group, kernel.context
-    conv = group.anchor
-    _window(ctx, conv.attrs, "kernel")
-    if conv.attrs.get("kernel_layout") == "ohwi":
-        ctx.schedule = "rowdot"
-        how = ("Each thread gathers an output row's patches (out_w, kh*kw*cin) and multiplies "
-               "them with the packed kernel in blocks of 2 columns x 4 channels (8 sums in "
-               "registers, the tap loop vectorized).")
-    elif graph.type(conv.output).shape[-1] >= TAPS_MIN_CHANNELS:
-        ctx.schedule = "taps"
-        ctx.tap_col = lambda s: _affine("ow", ctx.sw, s * ctx.dw)
-        terms = [f"x{r}_{s} * wk[{r * ctx.kw + s}, co]"
-                 for r in range(ctx.kh) for s in range(ctx.kw)]
-        ctx.tap_sum = "v = (\n    " + "\n    + ".join(terms) + "\n)"
-        how = ("One input channel: each thread zero-pads the input rows under an output row; "
-               "per output column the taps under it multiply the kernel's rows, vectorized "
-               "over output channels.")
-    else:
-        ctx.schedule = "cols"
-        terms = [f"w{r}_{s} * rows[{r}, {_affine('ow', ctx.sw, s * ctx.dw)}]"
-                 for r in range(ctx.kh) for s in range(ctx.kw)]
-        ctx.col_sum = "v = (\n    " + "\n    + ".join(terms) + "\n)"
-        how = ("One input channel: each thread zero-pads the input rows under an output row "
-               "and sums the shifted rows per output channel, vectorized over output columns.")
-    ctx.by_column = ctx.schedule in ("rowdot", "taps")     # acc[ow, co], else acc[co, ow]
+    _window(ctx, group.anchor)
+    ctx.packed = "kernel_layout" in group.anchor.attrs
     ctx.pool = None
     if group.reducer is not None:
         pool = group.reducer
-        p = SimpleNamespace(mode=ops.get(pool.op).extra["mode"])
-        p.kh, p.kw = pool.attrs["pool"]
-        p.sh, p.sw = pool.attrs["strides"]
+        p = SimpleNamespace(mode=ops.get(pool.op).template_args["mode"])
+        (p.kh, p.kw), (p.sh, p.sw), _ = ops.get(pool.op).window.geometry(pool.attrs)
         p.pt, _, p.pl, _ = pool.attrs["pads"]
         p.exact = not any(pool.attrs["pads"])     # every window inside the conv output
         ctx.pool = p
-        ctx.loops = [f"Parallel over (n, pooled row). {how} The {p.kh} convolution rows under "
-                     f"a row of {p.kh}x{p.kw} windows go through the epilogue and are pooled "
-                     f"at once: the convolution output is never written."]
-    else:
-        ctx.loops = [f"Parallel over (n, output row). {how} Writes y once."]
-
-
-def _affine(var: str, scale: int, offset: int) -> str:
-    text = var if scale == 1 else f"{var} * {scale}"
-    return f"{text} + {offset}" if offset else text
 
 
 def _dense(kernel: Kernel, graph: Graph) -> None:
-    group, ctx = kernel.group, kernel.context
-    ctx.row = group.reducer is not None
-    kernel.args = [(v, ROWS if graph.values[v].type.batched else ASIS) for v in group.args]
-    kernel.out_view = ROWS
-    ctx.loops = ["Parallel over samples; each thread accumulates x[n, i] * w[i, :] into a row "
-                 "(contiguous innermost loop)" + (", then applies the softmax to the row."
-                                                  if ctx.row else ".")]
+    kernel.context.row = kernel.group.reducer is not None
+    _rows(kernel, graph, out=True)
 
 
 def _pool2d(kernel: Kernel, graph: Graph) -> None:
-    group, ctx = kernel.group, kernel.context
-    pool = group.anchor
-    _window(ctx, pool.attrs, "pool")
-    ctx.mode = ops.get(pool.op).extra["mode"]
-    ctx.loops = ["Parallel over (n, output row); " + (
-        "windows clipped to the input." if ctx.padded else
-        "the window taps unrolled." if ctx.kh * ctx.kw <= 16 else "windows inside the input.")]
+    ctx = kernel.context
+    _window(ctx, kernel.group.anchor)
+    ctx.mode = ops.get(kernel.group.anchor.op).template_args["mode"]
 
 
 def _global_pool2d(kernel: Kernel, graph: Graph) -> None:
-    group, ctx = kernel.group, kernel.context
-    pool = group.anchor
-    ctx.mode = ops.get(pool.op).extra["mode"]
-    ctx.loops = ["Parallel over samples; channels innermost."]
+    kernel.context.mode = ops.get(kernel.group.anchor.op).template_args["mode"]
 
 
 def _elementwise(kernel: Kernel, graph: Graph) -> None:
@@ -203,102 +152,47 @@ def _elementwise(kernel: Kernel, graph: Graph) -> None:
     ctx.channel_arg = channel_args[0] if channel_args else None
     chain = Chain(group, graph)
     ctx.pre = lambda full, channel: chain.render(group.pre, None, None, full, channel, "i")
-    ctx.loops = ["Parallel over all elements of the flattened tensor."]
 
 
 def _softmax(kernel: Kernel, graph: Graph) -> None:
     group, ctx = kernel.group, kernel.context
-    kernel.args = [(v, ROWS if graph.type(v).batched else ASIS) for v in group.args]
-    kernel.out_view = ROWS
+    _rows(kernel, graph, out=True)
     chain = Chain(group, graph)
     ctx.post = lambda start, full, channel, index=None: chain.render(
         group.pre, group.anchor.output, start, full, channel, index)
-    ctx.loops = ["Parallel over rows (all axes but the last)."]
 
 
-CHUNKS = 16       # fixed chunk count of deterministic reductions (any thread count)
-
-
-def _conv2d_grad_input(kernel: Kernel, graph: Graph) -> None:
-    ctx = kernel.context
-    _window(ctx, kernel.group.anchor.attrs, "kernel")
-    ctx.loops = ["Parallel over (n, input row); each thread gathers the dy values under "
-                 "each input position and multiplies them with the packed kernel in "
-                 "blocks of 2 columns x 4 channels."]
-
-
-def _conv2d_grad_weight(kernel: Kernel, graph: Graph) -> None:
-    ctx = kernel.context
-    node = kernel.group.anchor
-    _window(ctx, node.attrs, "kernel")
-    ctx.chunks = CHUNKS
-    kernel.outputs = [(kernel.group.output, "y", ASIS)]
-    ctx.loops = [f"Parallel over {CHUNKS} fixed chunks of the batch, then over taps for the "
-                 f"ordered sum of the chunks."]
-
-
-def _dense_grad_weight(kernel: Kernel, graph: Graph) -> None:
-    kernel.args = [(v, ROWS if graph.type(v).batched else ASIS) for v in kernel.group.args]
-    kernel.context.loops = ["Parallel over blocks of 4 inputs, after transposing x and dy."]
-
-
-def _reduce_channels(kernel: Kernel, graph: Graph) -> None:
-    kernel.args = [(v, ROWS if graph.type(v).batched else ASIS) for v in kernel.group.args]
-    kernel.context.chunks = CHUNKS
-    kernel.context.loops = [f"Parallel over {CHUNKS} fixed chunks of rows; chunks summed in "
-                            f"order."]
+def _conv2d_grad(kernel: Kernel, graph: Graph) -> None:
+    _window(kernel.context, kernel.group.anchor)
 
 
 def _pool2d_grad(kernel: Kernel, graph: Graph) -> None:
     ctx = kernel.context
     node = kernel.group.anchor
-    _window(ctx, node.attrs, "pool")
-    ctx.mode = ops.get(node.op).extra["mode"]
-    ctx.gather = gather_pool_grad(node)
-    ctx.loops = ["Parallel over rows of dx; each window's positions written once."
-                 if ctx.gather else "Parallel over samples (overlapping windows)."]
-
-
-def gather_pool_grad(node) -> bool:
-    """Pooling whose windows tile the input (valid, strides >= window): the gradient can
-    be written position by position, with an epilogue."""
-    a = node.attrs
-    return not any(a["pads"]) and all(s >= k for s, k in zip(a["strides"], a["pool"]))
+    _window(ctx, node)
+    ctx.mode = ops.get(node.op).template_args["mode"]
+    ctx.gather = ops.get(node.op).window.tiles(node.attrs)   # each dx position written once
 
 
 def _global_pool2d_grad(kernel: Kernel, graph: Graph) -> None:
-    node = kernel.group.anchor
-    kernel.context.mode = ops.get(node.op).extra["mode"]
+    kernel.context.mode = ops.get(kernel.group.anchor.op).template_args["mode"]
     kernel.args = [(v, ROWS if i == 0 else ASIS) for i, v in enumerate(kernel.group.args)]
-    kernel.context.loops = ["Parallel over samples."]
-
-
-def _softmax_grad(kernel: Kernel, graph: Graph) -> None:
-    kernel.args = [(v, ROWS if graph.type(v).batched else ASIS) for v in kernel.group.args]
-    kernel.out_view = ROWS
-    kernel.context.loops = ["Parallel over rows."]
 
 
 def _batchnorm_train(kernel: Kernel, graph: Graph) -> None:
     node = kernel.group.anchor
     kernel.context.epsilon = node.attrs["epsilon"]
-    kernel.context.chunks = CHUNKS
-    kernel.args = [(v, ROWS if graph.type(v).batched else ASIS) for v in kernel.group.args]
+    _rows(kernel, graph)
     y, mean, var = node.outputs
     kernel.outputs = [(y, "y", ROWS), (mean, "mean", ASIS), (var, "var", ASIS)]
-    kernel.context.loops = ["Parallel over fixed chunks of rows for the batch statistics, then "
-                            "over rows to normalize."]
 
 
 def _batchnorm_train_grad(kernel: Kernel, graph: Graph) -> None:
     node = kernel.group.anchor
     kernel.context.epsilon = node.attrs["epsilon"]
-    kernel.context.chunks = CHUNKS
-    kernel.args = [(v, ROWS if graph.type(v).batched else ASIS) for v in kernel.group.args]
+    _rows(kernel, graph)
     dx, dgamma, dbeta = node.outputs
     kernel.outputs = [(dx, "dx", ROWS), (dgamma, "dgamma", ASIS), (dbeta, "dbeta", ASIS)]
-    kernel.context.loops = ["Parallel over fixed chunks of rows for the channel sums, then over "
-                            "rows."]
 
 
 def _loss(kernel: Kernel, graph: Graph) -> None:
@@ -310,14 +204,13 @@ def _loss(kernel: Kernel, graph: Graph) -> None:
     kernel.args = [(z, ROWS), (labels, FLAT if sparse else ROWS)]
     loss, correct, dz = node.outputs
     kernel.outputs = [(loss, "loss", ASIS), (correct, "correct", ASIS), (dz, "dz", ROWS)]
-    ctx.loops = ["Parallel over rows; the batch sums are taken in row order."]
 
 
-def update_lines(rule: str, hyper: dict) -> tuple[list[str], list[str], list[str]]:
-    """(statements, state slots, per-step scalars) of an optimizer rule, element-wise."""
-    from ..ir.ops.training import OPTIMIZERS
-    from .exprs import f32, substitute
-    slots, statements = OPTIMIZERS[rule]
+def update_lines(rule: str, hyper: dict) -> tuple[list[str], list[str], list[str], list[str]]:
+    """(statements, state slots, per-step scalars, constants) of an optimizer rule,
+    element by element."""
+    from ..ir.ops.training import UPDATE_RULES
+    slots, statements = UPDATE_RULES[rule]
     scalars = sorted({word for text in statements for word in ("LR", "ALPHA")
                       if word in text})
     names = {"p": "p[i]", "g": "g_i"}
@@ -341,7 +234,8 @@ def _update(kernel: Kernel, graph: Graph) -> None:
     lines, slots, scalars, constants = update_lines(ctx.rule, dict(first.attrs))
     ctx.lines = lines
     ctx.constants = constants
-    if len(group.nodes) == 1:
+    ctx.all = len(group.nodes) > 1
+    if not ctx.all:
         kernel.args = [(v, FLAT) for v in first.inputs]
     else:                                    # all updates of a step: flat buffers
         kernel.args = [("@params", ASIS), ("@grads", ASIS)] + \
@@ -349,9 +243,6 @@ def _update(kernel: Kernel, graph: Graph) -> None:
     group.args = dict(zip([v for v, _ in kernel.args], ["p", "g"] + slots))
     kernel.scalars = [(s.lower(), s.lower()) for s in scalars]
     kernel.outputs = []                       # in place
-    ctx.loops = ["Parallel over elements." + (" One kernel updates every parameter of the "
-                                              "step (the flat parameter buffer)."
-                                              if len(group.nodes) > 1 else "")]
 
 
 BUILDERS = {
@@ -361,13 +252,13 @@ BUILDERS = {
     "global_pool2d": _global_pool2d,
     "elementwise": _elementwise,
     "softmax": _softmax,
-    "conv2d_grad_input": _conv2d_grad_input,
-    "conv2d_grad_weight": _conv2d_grad_weight,
-    "dense_grad_weight": _dense_grad_weight,
-    "reduce_channels": _reduce_channels,
+    "conv2d_grad_input": _conv2d_grad,
+    "conv2d_grad_weight": _conv2d_grad,
+    "dense_grad_weight": lambda kernel, graph: _rows(kernel, graph),
+    "reduce_channels": lambda kernel, graph: _rows(kernel, graph),
     "pool2d_grad": _pool2d_grad,
     "global_pool2d_grad": _global_pool2d_grad,
-    "softmax_grad": _softmax_grad,
+    "softmax_grad": lambda kernel, graph: _rows(kernel, graph, out=True),
     "batchnorm_train": _batchnorm_train,
     "batchnorm_train_grad": _batchnorm_train_grad,
     "loss": _loss,

@@ -9,47 +9,54 @@ from __future__ import annotations
 
 import re
 import textwrap
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from .. import __version__
+from ..frontend.program import Model
 from ..ir import ops
 from ..ir.graph import Graph
-from ..program import Model
-from . import cuda
+from ..version import __version__
 from . import kernels as K
-from .host import is_prepare, plan_host, prepare_lines, steps_of
+from .host import is_prepare, plan_host, steps_of
 from .naming import Namer, safe_comment
 from .render import render_code
 
 
-@dataclass
+@dataclass(frozen=True)
 class Options:
-    target: str = "cpu"
-    fuse: str = "all"            # a description for the header
+    target: object                # the Target
+    fusion: object                # the Fusion (passes/options.py); the header spells it
     source_name: str = ""
-    dtype: str = "float32"       # float64 only for tests (finite differences)
+    dtype: str = "float32"        # float64 only for tests (finite differences)
 
 
-def generate(model: Model, graph: Graph, options: Options, training=None) -> str:
+@dataclass
+class GeneratedModule:
+    """What the code generator produced for one model."""
+
+    source: str                                    # the module's text
+    kernels: dict[str, str] = field(default_factory=dict)   # kernel function -> source
+    preamble: str = ""                             # what every kernel's source needs above it
+    forward_kernels: list[str] = field(default_factory=list)   # forward()'s calls, in order
+    training_kernels: list[str] = field(default_factory=list)  # a training step's calls
+
+
+def generate(model: Model, graph: Graph, options: Options, training=None) -> GeneratedModule:
     """The standalone module of `model` (`graph`: its inference graph after the passes;
     `training`: the training and evaluation programs, when the module trains)."""
     target = options.target
     steps = steps_of(graph, target)
     output = graph.outputs[0]
-    kernels = [s.kernel for s in steps if s.kind == "kernel"]
-    if training is not None:
-        kernels += training.kernels
-    namer = Namer(RESERVED_NAMES)
+    forward_kernels = [s.kernel for s in steps if s.kind == "kernel"]
+    kernels = forward_kernels + (training.kernels if training is not None else [])
+    namer = Namer(target.module_names)
     sources = dedupe(kernels, target, namer)   # names every kernel, before host code refers to them
-    prepare_of = prepare_lines
-    if target == "cuda":
-        device_prepare = cuda.PrepareKernels(namer)
-        prepare_of = device_prepare.lines
+    preparer = target.prepare(namer)          # parameter-only ops, the target's way
+    prepare_of = preparer.lines
     bindings = {graph.inputs[0]: "x"}
     bindings.update({p.name: f"params[{p.name!r}]" for p in graph.params})
     bindings.update({n.output: f"params[{n.output!r}]" for n in graph.nodes if is_prepare(n)})
-    forward = plan_host(graph, steps, "forward", bindings, fresh={output},
-                        taken={"params", "x", "y"}, target=target)
+    forward = plan_host(graph, steps, "forward", bindings, target, fresh={output},
+                        taken={"params", "x", "y"})
     forward.lines.append(f"return {forward.var[output]}")
     functions = [forward]
     prepare = [line for s in steps if s.kind == "prepare"
@@ -64,35 +71,42 @@ def generate(model: Model, graph: Graph, options: Options, training=None) -> str
                                                           training.train_steps, prepare_of),
                      prepare_eval=training.prepare_lines(training.eval_graph,
                                                          training.eval_steps, prepare_of))
-    if target == "cuda":
-        sources += device_prepare.sources
+    kernel_sources = {k.name: source for k, source in sources}
+    all_sources = [source for _, source in sources] + preparer.sources
+    forward_rows = _header_rows(forward_kernels)
+    shown = {name for name, *_ in forward_rows}
+    training_rows = [row for row in _header_rows(training.kernels if training else [])
+                     if row[0] not in shown]
+    params = [(p.name, p.shape, p.init, p.trainable) for p in graph.params]
+    source = render_code(
+        f"{target.templates}/module.py.j2", version=__version__, model=model,
+        target=target.name, fusion=str(options.fusion),
+        source_lines=[safe_comment(line) for line in model.source.splitlines()],
+        source_name=safe_comment(options.source_name), forward_kernels=forward_rows,
+        training_kernels=training_rows, kernels=all_sources, params=params, forward=forward,
+        functions=functions, prepare=prepare, dtype=options.dtype, training=training,
+        input_shape=tuple(model.input_type.shape), output_shape=tuple(graph.type(output).shape),
+        repr=repr, **extra)
+    batch = training.batch_steps + training.update_steps if training is not None else []
+    return GeneratedModule(
+        source, kernel_sources,
+        render_code(f"{target.templates}/preamble.j2", dtype=options.dtype),
+        [k.name for k in forward_kernels],
+        [s.kernel.name for s in batch if s.kind == "kernel"])
+
+
+def _header_rows(kernels) -> list[tuple[str, str, str, str]]:
+    """(function, ops, fusion rules, layers) of each distinct kernel function, in order."""
     seen = set()
-    header_kernels = []
+    rows = []
     for k in kernels:
         if k.name in seen:
             continue
         seen.add(k.name)
-        header_kernels.append((k.name, _ops_text(k.group.nodes),
-                               k.group.node.rule or "", textwrap.shorten(", ".join(
-                                   dict.fromkeys(n.layer for n in k.group.nodes)), 70,
-                                   placeholder=", ...")))
-    params = [(p.name, p.shape, p.init, p.trainable) for p in graph.params]
-    return render_code(
-        f"{target}/module.py.j2", version=__version__, model=model, options=options,
-        source_lines=[safe_comment(line) for line in model.source.splitlines()],
-        source_name=safe_comment(options.source_name), header_kernels=header_kernels,
-        kernels=sources, params=params, forward=forward, functions=functions,
-        prepare=prepare, dtype=options.dtype, training=training,
-        input_shape=tuple(model.input_type.shape), output_shape=tuple(graph.type(output).shape),
-        repr=repr, **extra)
-
-
-# Module-level names of the generated module that kernel functions must not take.
-RESERVED_NAMES = frozenset({
-    "forward", "forward_prepared", "forward_device", "prepare", "init_params", "np", "math",
-    "cuda", "blocks", "split_k", "scratch", "to_device", "to_host", "DeviceParams",
-    "param_views", "on_device", "as_device", "device_input", "device_params", "device_zeros",
-    "view"})
+        rows.append((k.name, _ops_text(k.group.nodes), k.group.node.rule or "",
+                     textwrap.shorten(", ".join(dict.fromkeys(n.layer for n in k.group.nodes)),
+                                      70, placeholder=", ...")))
+    return rows
 
 
 def _ops_text(nodes) -> str:
@@ -102,26 +116,28 @@ def _ops_text(nodes) -> str:
     return " + ".join(names)
 
 
-def K_render(kernel: K.Kernel, target: str = "cpu") -> str:
-    return render_code(f"{target}/{kernel.template}.j2", k=kernel.context).rstrip() + "\n"
+def render_kernel(kernel: K.Kernel, target) -> str:
+    return render_code(f"{target.templates}/{kernel.template}.j2",
+                       k=kernel.context).rstrip() + "\n"
 
 
 _DOCSTRING = re.compile(r'"""(.*?)"""', re.DOTALL)
 
 
-def dedupe(kernels: list[K.Kernel], target: str = "cpu", namer: Namer | None = None) -> list[str]:
+def dedupe(kernels: list[K.Kernel], target, namer: Namer) -> list[tuple[K.Kernel, str]]:
     """Render the kernels; groups whose code is the same share one function.
 
     Kernels read sizes from their arrays, so layers with the same ops and window geometry
     (e.g. every 3x3/1 `same` conv2d + bias + relu) compile once. Functions are named after
-    the ops they contain; the docstring lists every layer a shared kernel computes.
+    the ops they contain; the docstring lists every layer group a shared kernel computes,
+    each once (inference and evaluation run the same groups). Returns (the first kernel
+    of each function, its source).
     """
     unique: dict[str, list[K.Kernel]] = {}
     for kernel in kernels:
-        body = _DOCSTRING.sub("", K_render(kernel, target), count=1)
+        body = _DOCSTRING.sub("", render_kernel(kernel, target), count=1)
         unique.setdefault(body, []).append(kernel)
-    namer = namer or Namer(RESERVED_NAMES)
-    sources = []
+    out = []
     for users in unique.values():
         first = users[0]
         stem, suffix = first.group.function_name()
@@ -129,14 +145,11 @@ def dedupe(kernels: list[K.Kernel], target: str = "cpu", namer: Namer | None = N
         for kernel in users:
             kernel.name = name
             kernel.context.name = name
-        if len(users) > 1:
+        uses = list(dict.fromkeys(
+            ", ".join(dict.fromkeys(n.layer for n in k.group.nodes)) + f" ({k.context.shapes})"
+            for k in users))
+        if len(uses) > 1:
             first.context.doc = first.context.doc + [""] + textwrap.wrap(
-                "Shared by the kernel groups of layers " + "; ".join(
-                    ", ".join(dict.fromkeys(n.layer for n in k.group.nodes)) +
-                    f" ({_shapes(k)})" for k in users) + ".", 88)
-        sources.append(K_render(first, target))
-    return sources
-
-
-def _shapes(kernel: K.Kernel) -> str:
-    return kernel.context.shapes
+                "Shared by the kernel groups of layers " + "; ".join(uses) + ".", 88)
+        out.append((first, render_kernel(first, target)))
+    return out

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..ir import ops
 from ..ir.graph import Graph
-from ..ir.ops.training import OPTIMIZERS
-from ..train.autodiff import TrainingGraph
+from ..ir.ops.training import UPDATE_RULES
+from ..ir.training_graph import TrainingGraph
 from .host import is_prepare, plan_host, steps_of
 
 
@@ -29,14 +30,14 @@ class TrainingProgram:
     train_graph: Graph            # after the training pipeline
     eval_graph: Graph             # after the inference pipeline
     loss: str
-    fuse: str
-    target: str = "cpu"
+    target: object                # the Target
 
     def __post_init__(self):
         self.train_steps = steps_of(self.train_graph, self.target)
         split = next((i for i, s in enumerate(self.train_steps)
-                      if s.kind == "kernel" and s.kernel.template == "update"),
-                     len(self.train_steps))
+                      if s.kind == "kernel" and
+                      ops.get(s.node.body[0].op if s.node.body else s.node.op).direction ==
+                      ops.UPDATE), len(self.train_steps))
         self.batch_steps = self.train_steps[:split]
         self.update_steps = self.train_steps[split:]
         self.eval_steps = steps_of(self.eval_graph, self.target)
@@ -48,14 +49,8 @@ class TrainingProgram:
         return [p for p in self.train_graph.params if p.trainable]
 
     @property
-    def flat_order(self) -> list[str]:
-        params = self.train_graph.params
-        return [p.name for p in params if p.trainable] + \
-            [p.name for p in params if not p.trainable]
-
-    @property
     def slots(self) -> list[str]:
-        return list(OPTIMIZERS[self.training.rule][0])
+        return list(UPDATE_RULES[self.training.rule][0])
 
     @property
     def slots_tuple(self) -> tuple:
@@ -75,17 +70,15 @@ class TrainingProgram:
         bindings.update({n.output: f"params[{n.output!r}]" for n in g.nodes if is_prepare(n)})
         bindings.update({grad: f"grads[{param!r}]" for param, grad in tg.param_grads.items()})
         stat_values = [v for _, _, mean, var, _ in tg.bn_stats for v in (mean, var)]
-        train = plan_host(g, self.batch_steps, "train_batch", bindings,
+        train = plan_host(g, self.batch_steps, "train_batch", bindings, self.target,
                           taken={"params", "grads", "x", "labels", "seed"},
-                          keep=["loss", "loss:correct"] + stat_values, target=self.target)
+                          keep=["loss", "loss:correct"] + stat_values)
         stats = [f"({train.var[mean]}, {train.var[var]})" for _, _, mean, var, _ in tg.bn_stats]
         train.lines.append("batch_stats = [" + "".join(f"\n    {s}," for s in stats) +
                            ("\n]" if stats else "]"))
-        # CPU: the sums as numbers; CUDA: the one-element device arrays (copied out by
-        # the caller).
-        first = "[0]" if self.target == "cpu" else ""
-        train.lines.append(f"return {train.var['loss']}{first}, "
-                           f"{train.var['loss:correct']}{first}, batch_stats")
+        number = self.target.host_number
+        train.lines.append(f"return {number(train.var['loss'])}, "
+                           f"{number(train.var['loss:correct'])}, batch_stats")
         ub = {"@params": "flat_params", "@grads": "flat_grads", "lr": "lr", "alpha": "alpha"}
         ub.update({f"@state:{slot}": f"state[{slot!r}]" for slot in self.slots})
         for param, grad in tg.param_grads.items():
@@ -93,20 +86,18 @@ class TrainingProgram:
             ub[grad] = f"grads[{param!r}]"
             for slot, value in zip(self.slots, tg.states[param]):
                 ub[value] = f"views[{slot!r}][{param!r}]"
-        updates = plan_host(g, self.update_steps, "apply_updates", ub,
+        updates = plan_host(g, self.update_steps, "apply_updates", ub, self.target,
                             taken={"params", "grads", "state", "views", "flat_params",
-                                   "flat_grads", "lr", "alpha"}, target=self.target)
+                                   "flat_grads", "lr", "alpha"})
         e = self.eval_graph
         eb = {"input": "x", "labels": "labels"}
         eb.update({p.name: f"params[{p.name!r}]" for p in e.params})
         eb.update({n.output: f"params[{n.output!r}]" for n in e.nodes if is_prepare(n)})
-        evaluate = plan_host(e, self.eval_steps, "evaluate_batch", eb,
-                             taken={"params", "x", "labels"}, keep=["loss", "loss:correct"],
-                             target=self.target)
-        evaluate.lines.append(f"return {evaluate.var['loss']}{first}, "
-                              f"{evaluate.var['loss:correct']}{first}")
-        self.functions = [train, updates, evaluate]
-        return self.functions
+        evaluate = plan_host(e, self.eval_steps, "evaluate_batch", eb, self.target,
+                             taken={"params", "x", "labels"}, keep=["loss", "loss:correct"])
+        evaluate.lines.append(f"return {number(evaluate.var['loss'])}, "
+                              f"{number(evaluate.var['loss:correct'])}")
+        return [train, updates, evaluate]
 
     def bn_moving(self) -> tuple:
         return tuple((mm, mv, momentum) for mm, mv, _, _, momentum in self.training.bn_stats)

@@ -210,6 +210,7 @@ def check_fits(ds: Dataset, input_shape: tuple, classes: int, source: str) -> No
 def fetch(name: str, dest=None, base_url: str | None = None, timeout: float = 60) -> Path:
     """Download a named dataset's four files, checking their MD5 sums; atomic per file."""
     import urllib.request
+
     from ..util import atomic_write_bytes
     if name not in SOURCES:
         raise CnncError(Diagnostic(f"unknown dataset '{name}' (mnist or fashion_mnist)"))

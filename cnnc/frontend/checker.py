@@ -11,17 +11,17 @@ from __future__ import annotations
 
 import re
 
-from .. import limits
-from ..errors import CnncError, Diagnostic, Diagnostics, Loc
+from ..errors import CnncError, Diagnostic, Diagnostics, Loc, did_you_mean
 from ..ir import ops
-from ..ir.attrs import ACTIVATION_ALPHA, AttrError, Str, did_you_mean
+from ..ir.attrs import LINEAR, AttrError, Str
 from ..ir.builder import GraphBuilder
 from ..ir.graph import INPUT, Attrs, TensorType
-from ..ir.ops.conv import pads
-from ..program import LayerInfo, Model, Program
-from ..train.config import check_train_block
-from . import ast
+from ..ir.ops.training import LOSSES
+from . import ast, limits
+from .convert import convert
 from .parser import parse_text
+from .program import LayerInfo, Model, Program
+from .train_block import check_train_block
 
 NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]{0,63}\Z")
 MAX_DEPTH = 64
@@ -89,11 +89,12 @@ def check(text: str, file: str = "<string>") -> Program:
 
 
 def _check_loss(config, model: Model, diags: Diagnostics) -> None:
-    if config.loss not in ("categorical_crossentropy", "sparse_categorical_crossentropy"):
+    """A cross-entropy over classes needs a model that ends with a distribution."""
+    if not LOSSES[config.loss].needs_distribution:
         return
     graph = model.graph
     last = graph.producer(graph.outputs[0])
-    if last is not None and last.op == "softmax":
+    if last is not None and ops.get(last.op).distribution:
         return
     if not model.layers:
         diags.error(f"{config.loss} needs a model whose last layer is softmax, but "
@@ -166,7 +167,7 @@ class _ModelChecker:
                         continue
                     named = arg
                     try:
-                        name = Str().convert(arg.value)
+                        name = convert(Str(), arg.value)
                     except AttrError as e:
                         self.diags.error(f"'name' {e.message}", e.loc)
                         continue
@@ -342,14 +343,14 @@ class _ModelChecker:
                 if attr.required and ok:
                     self.diags.error(f"{stmt.op} needs '{attr.name}'"
                                      + (f" ({attr.doc})" if attr.doc else ""), stmt.loc,
-                                     f"e.g. {stmt.op}({_example(op)})")
+                                     f"e.g. {stmt.op}({op.example})")
                     ok = False
                 else:
                     attrs[attr.name] = attr.default
                 continue
             arg = given[attr.name]
             try:
-                attrs[attr.name] = attr.kind.convert(arg.value)
+                attrs[attr.name] = convert(attr.kind, arg.value)
             except AttrError as e:
                 message = f"{stmt.op}: {e.message}" if e.message.startswith("unknown") \
                     else f"{stmt.op}: '{attr.name}' {e.message}"
@@ -360,32 +361,34 @@ class _ModelChecker:
         return self._post_attrs(op, stmt, attrs, given)
 
     def _post_attrs(self, op, stmt, attrs, given) -> dict | None:
-        if op.window and attrs["strides"] is None:
-            attrs["strides"] = attrs["pool"]
-        if "dilation" in attrs and attrs["dilation"] != (1, 1) and attrs["strides"] != (1, 1):
+        if op.window is not None and attrs.get("strides") is None:
+            attrs["strides"] = attrs[op.window.size]          # strides default to the window
+        if op.window is not None and op.window.dilated and attrs["dilation"] != (1, 1) and \
+                attrs["strides"] != (1, 1):
             self.diags.error(f"{op.name}: strides > 1 cannot be combined with dilation > 1 "
                              "(as in tf.keras)", given.get("dilation", given.get("strides")).loc)
             return None
-        if op.name == "activation":
-            fn, alpha = attrs["fn"]
+        if "alpha" in attrs and "fn" in attrs:          # activation(fn, alpha=...)
+            fn, params = attrs["fn"]
             if attrs["alpha"] is not None:
-                if fn not in ACTIVATION_ALPHA:
-                    self.diags.error(f"'alpha' applies only to leaky_relu and elu, not {fn}",
+                if "alpha" not in dict(params):
+                    takes = [name for name, a in ops.activation_ops().items()
+                             if any(p.name == "alpha" for p in a.attrs)]
+                    self.diags.error(f"'alpha' applies only to {' and '.join(takes)}, not {fn}",
                                      given["alpha"].loc)
                     return None
-                alpha = attrs["alpha"]
-            attrs = {"fn": (fn, alpha)}
+                params = tuple((k, attrs["alpha"] if k == "alpha" else v) for k, v in params)
+            attrs = {"fn": (fn, params)}
         return attrs
 
     def _emit(self, op: ops.OpDef, attrs: dict, x: str, name: str, loc: Loc) -> str:
         b = self.builder
-        if op.name == "activation":
+        if "fn" in attrs:                        # activation(fn): the function's own op
             return self._activation(attrs["fn"], x, name, loc, main=True)
         node_attrs = {k: v for k, v in attrs.items() if k not in op.layer_options}
         x_type = b.type(x)
-        if op.name in ("conv2d", "maxpool2d", "avgpool2d"):
-            if len(x_type.shape) == 3:
-                node_attrs["pads"] = pads(Attrs(node_attrs), x_type)
+        if op.window is not None and len(x_type.shape) == 3:
+            node_attrs["pads"] = op.window.pads(Attrs(node_attrs), x_type)
         # Shape first (ShapeError before any parameter is created).
         out_type = op.infer(Attrs(node_attrs), [x_type] + [
             TensorType(s.shape, batched=False) for s in (op.params(Attrs(node_attrs), x_type)
@@ -397,15 +400,16 @@ class _ModelChecker:
         if attrs.get("use_bias"):
             bias = b.param(name, ops.ParamSpec("bias", (out_type.shape[-1],), "zeros"))
             y = b.node("bias_add", [y, bias], layer=name, loc=loc, name=f"{name}/bias_add")
-        fn = attrs.get("activation", ("linear", None))
-        if fn[0] != "linear":
+        fn = attrs.get("activation", LINEAR)
+        if fn != LINEAR:
             y = self._activation(fn, y, name, loc, main=False)
         return y
 
     def _activation(self, fn, x, layer, loc, main: bool) -> str:
-        kind, alpha = fn
-        node_attrs = {"alpha": alpha} if kind in ACTIVATION_ALPHA else {}
-        return self.builder.node(kind, [x], node_attrs, layer=layer, loc=loc,
+        """The activation op of `fn` = (name, parameter values); the layer's own node when
+        the layer is activation(fn), else named after the layer and the function."""
+        kind, params = fn
+        return self.builder.node(kind, [x], dict(params), layer=layer, loc=loc,
                                  name=layer if main else f"{layer}/{kind}")
 
 
@@ -417,8 +421,3 @@ def _quote(name: str) -> str:
 def _count(n: int) -> str:
     return {0: "no", 1: "one", 2: "two", 3: "three"}.get(n, str(n))
 
-
-def _example(op: ops.OpDef) -> str:
-    examples = {"conv2d": "32, kernel=3", "dense": "128", "maxpool2d": "2",
-                "avgpool2d": "2", "dropout": "0.5", "activation": "relu"}
-    return examples.get(op.name, "...")

@@ -16,9 +16,9 @@ from lark import Token, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
 
 from ..errors import Diagnostics, Loc
-from ..limits import MAX_NESTING
 from ..resources import grammar_path
 from . import ast
+from .limits import MAX_NESTING
 
 # Terminals the recovery may insert, most useful first.
 _REPAIRS = ("RPAR", "RSQB", "RBRACE", "COMMA")

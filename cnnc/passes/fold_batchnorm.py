@@ -1,5 +1,10 @@
 """fold_batchnorm: fold inference batchnorm into the conv2d or dense before it.
 
+The ops it looks for are capabilities in the op table: one that `folds` (batchnorm, read
+by its input roles x, gamma, beta, mean, var), a `kernel_linear` producer (conv2d,
+dense) and, between them, at most one op that `adds_bias`.
+
+
     x -> conv2d(w) -> [bias_add(b)] -> batchnorm(gamma, beta, mean, var) -> y
     =>
     x -> conv2d(w * s) -> bias_add((b - mean) * s + beta) -> y,   s = gamma / sqrt(var + eps)
@@ -18,7 +23,8 @@ value would still be needed.
 
 from __future__ import annotations
 
-from ..ir.graph import DERIVED, Graph, Node, TensorType, Value
+from ..ir import ops
+from ..ir.graph import DERIVED, Attrs, Graph, Node, TensorType, Value
 from .rewrite import rebuild
 
 
@@ -26,16 +32,18 @@ def run(graph: Graph, ctx) -> Graph:
     replace: dict[str, list[Node]] = {}      # node name -> nodes that take its place
     dropped: set[str] = set()
     extra: dict[str, Value] = {}
+    linear = " or ".join(name for name, op in ops.dsl_ops().items() if op.kernel_linear)
     for bn in graph.nodes:
-        if bn.op != "batchnorm":
+        if not ops.get(bn.op).folds:
             continue
-        x, gamma, beta, mean, var = bn.inputs
-        producer = graph.producer(x)
+        role = dict(zip(ops.get(bn.op).inputs, bn.inputs))
+        gamma, beta, mean, var = role["gamma"], role["beta"], role["mean"], role["var"]
+        producer = graph.producer(role["x"])
         bias_node = None
-        if producer is not None and producer.op == "bias_add":
+        if producer is not None and ops.get(producer.op).adds_bias:
             bias_node, producer = producer, graph.producer(producer.inputs[0])
-        if producer is None or producer.op not in ("conv2d", "dense"):
-            ctx.refuse("fold_batchnorm", bn, "not preceded by conv2d or dense")
+        if producer is None or not ops.get(producer.op).kernel_linear:
+            ctx.refuse("fold_batchnorm", bn, f"not preceded by {linear}")
             continue
         chain = [producer] + ([bias_node] if bias_node else [])
         if any(graph.uses(n.output) != 1 for n in chain) or producer.name in replace:
@@ -50,7 +58,7 @@ def run(graph: Graph, ctx) -> Graph:
                             (b_folded, c)):
             extra[name] = Value(name, TensorType(shape, batched=False), DERIVED)
         derived = [
-            Node(s, "bn_scale", (gamma, var), (s,), bn.attrs.__class__({"epsilon": eps}),
+            Node(s, "bn_scale", (gamma, var), (s,), Attrs(epsilon=eps),
                  bn.layer, bn.loc),
             Node(w_folded, "scale_kernel", (producer.inputs[1], s), (w_folded,),
                  layer=producer.layer, loc=producer.loc),

@@ -4,7 +4,9 @@
     dense  -> bias_add -> softmax               =>   [dense + bias_add + softmax]
     conv2d -> bias_add -> add(., shortcut) -> relu   [conv2d + bias_add + add + relu]
 
-Rules (each can be switched off by name; `fuse="none"` switches all off):
+Rules (each can be switched off by name; `fuse="none"` switches all off; see
+passes/options.py). They read op categories and capabilities -- `reduction`, `takes`,
+`epilogue`, `window`, `horizontal` -- never op names:
 
 * ``epilogue``     an elementwise/broadcast op joins the group of the complex op or
                    reduction that produces its input (conv2d + bias + relu, dense + bias +
@@ -16,6 +18,8 @@ Rules (each can be switched off by name; `fuse="none"` switches all off):
                    whole rows (dense + bias + softmax)
 * ``elementwise``  elementwise/broadcast ops with no complex op or reduction before them
                    form one kernel (batchnorm + activation, add + relu)
+* ``updates``      (training) the optimizer updates of a step, independent elementwise
+                   work on parameters (`horizontal`), become one kernel
 
 Legality (`legal`) is decided apart from profitability (`profitable`); correctness never
 depends on the latter. A group grows from its first node along its output while the
@@ -26,8 +30,10 @@ intermediate is needed outside the group.
 
 Refused (recorded with the reason): the output is read twice and the paths do not
 rejoin through fusable ops ("output used twice"); a second reduction in one group ("one
-reduction per kernel"); overlapping pool windows ("pool windows overlap", unprofitable:
-the convolution rows under two windows would be computed twice); a rule switched off.
+reduction per kernel"); an anchor whose kernel cannot apply an epilogue for its
+attributes (the op says why: "overlapping or padded windows scatter-add the gradient");
+overlapping pool windows ("pool windows overlap", unprofitable: the convolution rows
+under two windows would be computed twice); a rule switched off.
 """
 
 from __future__ import annotations
@@ -36,21 +42,6 @@ from dataclasses import dataclass, field
 
 from ..ir import ops
 from ..ir.graph import Attrs, Graph, Node
-
-RULES = {
-    "epilogue": "elementwise/broadcast ops into the kernel of the complex op or reduction "
-                "producing their input",
-    "pool": "pooling into the kernel of the convolution producing its input",
-    "row": "a row reduction (softmax) into the kernel of a dense layer",
-    "elementwise": "chains of elementwise/broadcast ops into one kernel",
-}
-# Training graphs only:
-TRAINING_RULES = {
-    "loss": "the last softmax/sigmoid into its cross-entropy: one stable kernel for the "
-            "loss and its gradient (applied when the training graph is built)",
-    "updates": "every optimizer update of a step into one kernel over the flat parameter "
-               "buffer (horizontal fusion: the updates are independent and elementwise)",
-}
 
 
 @dataclass
@@ -65,14 +56,16 @@ class Group:
         return self.members[-1].output
 
 
+# The rule that lets a complex op's kernel compute each kind of reduction.
+REDUCTION_RULES = {ops.WINDOW: "pool", ops.ROW: "row"}
+
+
 def _category(node: Node) -> str:
     return ops.get(node.op).category
 
 
 def _chainable(node: Node) -> bool:
-    op = ops.get(node.op)
-    return op.category in (ops.ELEMENTWISE, ops.BROADCAST) and op.expr is not None \
-        and not op.view
+    return ops.get(node.op).chainable
 
 
 def _batched(graph: Graph, node: Node) -> bool:
@@ -84,40 +77,36 @@ def rule_for(group: Group, node: Node) -> str | None:
     if _chainable(node):
         return "epilogue" if group.anchor is not None else "elementwise"
     op = ops.get(node.op)
-    if group.anchor is not None and _category(group.anchor) == ops.COMPLEX:
-        if op.window and "window" in ops.get(group.anchor.op).reducers:
-            return "pool"
-        if op.row and "row" in ops.get(group.anchor.op).reducers and \
-                op.template in ops.get(group.anchor.op).extra.get("row_templates", ()):
-            return "row"
+    if group.anchor is not None and _category(group.anchor) == ops.COMPLEX and \
+            op.reduction in ops.get(group.anchor.op).takes:
+        return REDUCTION_RULES[op.reduction]
     return None
 
 
 def legal(graph: Graph, group: Group, node: Node) -> str | None:
     """None if `node` may join `group` correctly, else the reason it may not."""
     anchor = group.anchor
-    if anchor is not None and _category(anchor) == ops.INJECTIVE and \
-            ops.get(anchor.op).template == "pool2d_grad":
-        a = anchor.attrs
-        if any(a["pads"]) or any(s < k for s, k in zip(a["strides"], a["pool"])):
-            return "overlapping or padded windows scatter-add the gradient"
-    if rule_for(group, node) in ("pool", "row") and group.reducer is not None:
+    if anchor is not None:
+        reason = ops.get(anchor.op).epilogue_refusal(anchor.attrs)
+        if reason:
+            return reason
+    if rule_for(group, node) in REDUCTION_RULES.values() and group.reducer is not None:
         return "one reduction per kernel"
     if group.reducer is not None and _chainable(node):
         internal = {m.output for m in group.members}
         for value in node.inputs:
             if value in internal and value != group.output:
                 return f"reads '{value}' from before the reduction"
-    if ops.get(node.op).row and node.inputs[0] != group.output:
+    if ops.get(node.op).reduction == ops.ROW and node.inputs[0] != group.output:
         return "the row reduction does not read the group's output"
     return None
 
 
 def profitable(graph: Graph, group: Group, node: Node) -> str | None:
     """None if fusing is worth it, else why not."""
-    if ops.get(node.op).window:
-        if any(s < k for s, k in zip(node.attrs["strides"], node.attrs["pool"])):
-            return "pool windows overlap: convolution rows would be computed twice"
+    op = ops.get(node.op)
+    if op.reduction == ops.WINDOW and op.window.overlaps(node.attrs):
+        return "pool windows overlap: convolution rows would be computed twice"
     return None
 
 
@@ -139,7 +128,7 @@ class Fuser:
             # and take an epilogue, as complex ops and reductions do
             anchor = node if cat in (ops.COMPLEX, ops.REDUCTION, ops.INJECTIVE) else None
             group = Group([node], anchor)
-            if cat == ops.OPAQUE or not ops.get(node.op).epilogue or \
+            if cat == ops.OPAQUE or ops.get(node.op).epilogue is False or \
                     (anchor is None and not _chainable(node)):
                 groups.append(group)
                 self.assigned[node.name] = group
@@ -174,7 +163,7 @@ class Fuser:
         for node in nodes[1:]:
             if rule_for(group, node) not in ("epilogue", "elementwise"):
                 return False
-        if rule not in self.ctx.fuse_rules:
+        if rule not in self.ctx.fusion:
             self.ctx.refuse(rule, first, f"rule '{rule}' is switched off", group.members[0])
             return False
         for node in nodes:
@@ -186,7 +175,7 @@ class Fuser:
             group.members.append(node)
             self.assigned[node.name] = group
             node_rule = rule_for(group, node)
-            if node_rule in ("pool", "row"):
+            if node_rule in REDUCTION_RULES.values():
                 group.reducer = node
             if node_rule not in group.rules:
                 group.rules.append(node_rule)
@@ -267,11 +256,12 @@ def run(graph: Graph, ctx) -> Graph:
 
 
 def _fuse_updates(graph: Graph, ctx) -> Graph:
-    """The `updates` rule: all `update` nodes of a training step become one kernel."""
-    updates = [n for n in graph.nodes if n.op == "update"]
+    """The `updates` rule: the horizontal nodes of a training step (its optimizer updates)
+    become one kernel."""
+    updates = [n for n in graph.nodes if ops.get(n.op).horizontal]
     if len(updates) < 2:
         return graph
-    if "updates" not in ctx.fuse_rules:
+    if "updates" not in ctx.fusion:
         ctx.refuse("updates", updates[1], "rule 'updates' is switched off", updates[0])
         return graph
     internal = {v for n in updates for v in n.outputs}
@@ -279,7 +269,7 @@ def _fuse_updates(graph: Graph, ctx) -> Graph:
     fused = Node("update+", "fused", tuple(inputs), tuple(internal and
                                                           [v for n in updates for v in n.outputs]),
                  Attrs(), "optimizer", None, body=tuple(updates), rule="updates")
-    rest = [n for n in graph.nodes if n.op != "update"]
+    rest = [n for n in graph.nodes if not ops.get(n.op).horizontal]
     return graph.replace(nodes=tuple(rest + [fused]))
 
 

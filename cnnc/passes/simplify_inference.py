@@ -12,14 +12,13 @@ becomes its input.
 
 from __future__ import annotations
 
+from ..ir import ops
 from ..ir.graph import Graph
 from .rewrite import bypass
 
-IDENTITY_AT_INFERENCE = ("dropout", "linear")
-
 
 def run(graph: Graph, ctx) -> Graph:
-    dropped = {n.name for n in graph.nodes if n.op in IDENTITY_AT_INFERENCE}
+    dropped = {n.name for n in graph.nodes if ops.get(n.op).identity_at_inference}
     for name in sorted(dropped):
         ctx.note("simplify_inference", f"removed {graph.node(name).op} '{name}'")
     return bypass(graph, dropped) if dropped else graph

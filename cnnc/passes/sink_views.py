@@ -33,7 +33,7 @@ def _sinkable(graph: Graph, node) -> bool:
 
 
 def run(graph: Graph, ctx) -> Graph:
-    if "epilogue" not in ctx.fuse_rules:
+    if "epilogue" not in ctx.fusion:
         return graph
     while True:
         node = next((n for n in graph.nodes if _sinkable(graph, n)), None)

@@ -16,8 +16,9 @@ import os
 import sys
 from pathlib import Path
 
-from .. import __version__
+from ..resources import grammar_path, templates_dir
 from ..util import atomic_write_text
+from ..version import __version__
 
 
 def cache_root() -> Path:
@@ -32,7 +33,6 @@ def cache_root() -> Path:
 def code_fingerprint() -> str:
     """A hash of cnnc's own code, grammar and templates: a cached module is reused only
     by the same compiler that wrote it (not just the same version number)."""
-    from ..resources import grammar_path, templates_dir
     package = Path(__file__).resolve().parent.parent
     digest = hashlib.sha256()
     files = sorted(package.rglob("*.py")) + sorted(templates_dir().rglob("*.j2")) + \

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..program import Model
+from ..errors import CnncError, Diagnostic
+from ..frontend.program import Model
+from .fit import run
 from .weights import check_params, read_npz, save_npz
 
 DEFAULT_BATCH = 256
@@ -141,7 +143,6 @@ class CompiledModel:
 
     def _require_training(self):
         if not hasattr(self.module, "train_step"):
-            from ..errors import CnncError, Diagnostic
             raise CnncError(Diagnostic(f"model '{self.name}' has no train block: give "
                                        f"loss= and optimizer= to cnnc.compile to train it"))
 
@@ -164,8 +165,6 @@ class CompiledModel:
             validation_split: float = 0.0, validation_data=None, shuffle: bool = True,
             verbose: int = 1, seed: int | None = None, run_dir=None, resume: bool = False):
         """Train (Keras-like); returns a History. Defaults come from the train block."""
-        from .. import train as _  # noqa: F401
-        from ..train.loop import run
         self._require_training()
         cfg = self._config
         epochs = epochs if epochs is not None else cfg.epochs
@@ -200,9 +199,10 @@ class CompiledModel:
                                     batch_size=batch_size or DEFAULT_BATCH)
 
     def summary(self) -> None:
-        from ..summary import summary
+        from ..reports.summary import summary
         print(summary(self.model))
 
     def __repr__(self) -> str:
         return (f"<CompiledModel {self.name}: input {self.input_shape}, output "
-                f"{self.output_shape}, target {self.options.target}, module {self.module_path}>")
+                f"{self.output_shape}, target {self.options.target.name}, "
+                f"module {self.module_path}>")

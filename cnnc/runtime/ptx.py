@@ -199,6 +199,7 @@ def load_generated(source: str, name: str):
     """Import generated module source for tracing, through the module cache (keyed by the
     source itself)."""
     import hashlib
+
     from .cache import ensure_module, import_module, module_path
     key = hashlib.sha256(source.encode()).hexdigest()[:20]
     path = module_path(name, f"ptx-{key}")

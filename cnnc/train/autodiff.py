@@ -2,16 +2,16 @@
 
     forward (training mode) -> loss -> backward (gradient rules) -> optimizer updates
 
-1. The model's graph is rewritten for training: dropout becomes `dropout_train` (a mask
-   from the step's seed), batchnorm becomes `batchnorm_train` (batch statistics, saved for
-   the gradient), activation(linear) disappears.
-2. The loss op reads the model's output -- or, when the model ends with the activation the
-   loss has a logits form for (softmax for the cross-entropies, sigmoid for binary
-   cross-entropy), the input of that activation, which is then skipped: softmax and
-   cross-entropy become one stable log-softmax whose gradient is p - y.
+1. The model's graph is rewritten for training by each op's training form (`op.train`,
+   declared beside it in cnnc.ir.ops): dropout becomes `dropout_train` (a mask from the
+   step's seed), batchnorm becomes `batchnorm_train` (batch statistics, saved for the
+   gradient), activation(linear) disappears. Other ops are copied.
+2. The loss op reads the model's output, in the kind the train block's loss names (from
+   probabilities, as tf.keras). Turning softmax + cross-entropy into one stable loss from
+   logits is a fusion rule, applied later by passes/fuse_loss.py.
 3. Walking the forward nodes backwards, each op's gradient rule (declared next to its
-   shape rule in cnnc.ir.ops) turns the gradient of its output into gradients of its
-   inputs, emitting IR nodes. A value read by several nodes sums its gradients.
+   shape rule) turns the gradient of its output into gradients of its inputs, emitting
+   IR nodes. A value read by several nodes sums its gradients.
 4. One `update` node per trainable parameter applies the optimizer in place.
 
 The result is an ordinary graph: it goes through the same passes and code generator as
@@ -20,59 +20,37 @@ inference graphs.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from ..errors import CnncError, Diagnostic
+from ..frontend.program import Model, OptimizerConfig
 from ..ir import ops
 from ..ir.builder import GraphBuilder
-from ..ir.graph import (ACTIVATION, INPUT, LABEL, PARAM, SCALAR, STATE, Attrs, Graph, Node,
-                        TensorType, Value)
-from ..ir.ops.training import OPTIMIZERS
-from ..program import Model
-from .config import OptimizerConfig
+from ..ir.graph import (
+    ACTIVATION,
+    INPUT,
+    LABEL,
+    PARAM,
+    SCALAR,
+    STATE,
+    Attrs,
+    Graph,
+    Node,
+    TensorType,
+    Value,
+)
+from ..ir.ops.training import LOSSES, OPTIMIZERS, UPDATE_RULES
+from ..ir.training_graph import TrainingGraph
 
 OPT_STATE = "opt_state"
-LOGIT_LOSSES = {  # loss -> (activation it absorbs, logits kind, probabilities kind)
-    "categorical_crossentropy": ("softmax", "softmax_xent", "cce"),
-    "sparse_categorical_crossentropy": ("softmax", "sparse_softmax_xent", "sparse_cce"),
-    "binary_crossentropy": ("sigmoid", "sigmoid_bce", "bce"),
-    "mse": (None, None, "mse"),
-}
-
-
-@dataclass
-class TrainingGraph:
-    graph: Graph
-    loss_kind: str
-    param_grads: dict[str, str]                 # trainable parameter -> its gradient value
-    updates: dict[str, list[str]]               # parameter -> [new value, new states...]
-    states: dict[str, list[str]]                # parameter -> optimizer state values
-    # (mean param, var param, mean, var, momentum) of each batchnorm
-    bn_stats: list[tuple] = field(default_factory=list)
-    rule: str = ""
-    hyper: dict = field(default_factory=dict)
-    labels_shape: tuple = ()
-
-
-def optimizer_rule(config: OptimizerConfig) -> str:
-    h = config.hyper
-    if config.name == "sgd":
-        if h["momentum"] == 0:
-            return "sgd"
-        return "sgd_nesterov" if h["nesterov"] else "sgd_momentum"
-    if config.name == "rmsprop":
-        return "rmsprop_momentum" if h["momentum"] else "rmsprop"
-    return config.name
 
 
 class _Ctx:
     """What gradient rules see: emit nodes, types, and which values need gradients."""
 
-    def __init__(self, builder: GraphBuilder, needs: set[str], layer: str):
+    def __init__(self, builder: GraphBuilder, needs: set[str], layer: str, loc=None):
         self.builder = builder
         self._needs = needs
         self.layer = layer
-        self.loc = None
+        self.loc = loc
 
     def needs(self, value: str) -> bool:
         return value in self._needs
@@ -93,20 +71,53 @@ class _Ctx:
                                   suffixes=suffixes)
 
 
-def build_training_graph(model: Model, loss: str, optimizer: OptimizerConfig,
-                         fuse_loss: bool = True) -> TrainingGraph:
+class _FormCtx:
+    """What training forms (`op.train`) see: emit the node(s) that stand for `node` in the
+    training graph, under its name; the step's seed; dropout salts; moving statistics."""
+
+    def __init__(self, builder: GraphBuilder, seed: str):
+        self.builder = builder
+        self.seed = seed
+        self.node = None
+        self.bn_stats: list[tuple] = []
+        self._salts = 0
+
+    def type(self, value: str) -> TensorType:
+        return self.builder.type(value)
+
+    def emit(self, op: str, inputs, attrs=None) -> str:
+        node = self.node
+        return self.builder.node(op, list(inputs), attrs, layer=node.layer, loc=node.loc,
+                                 name=node.name)
+
+    def emit_multi(self, op: str, inputs, attrs, out_types, suffixes) -> list[str]:
+        node = self.node
+        return self.builder.multi(op, list(inputs), attrs, out_types, layer=node.layer,
+                                  loc=node.loc, name=node.name, suffixes=suffixes)
+
+    def salt(self) -> int:
+        """A number for each dropout layer, in model order, 1 first: masks differ per layer."""
+        self._salts += 1
+        return self._salts
+
+    def moving_statistics(self, moving_mean, moving_var, mean, var, momentum) -> None:
+        self.bn_stats.append((moving_mean, moving_var, mean, var, momentum))
+
+
+def _check_loss(model: Model, loss: str) -> None:
+    last = model.graph.producer(model.graph.outputs[0])
+    if LOSSES[loss].needs_distribution and (last is None or
+                                            not ops.get(last.op).distribution):
+        raise CnncError(Diagnostic(f"{loss} needs a model whose last layer is softmax"))
+
+
+def build_training_graph(model: Model, loss: str, optimizer: OptimizerConfig) -> TrainingGraph:
     source = model.graph
+    _check_loss(model, loss)
     b = GraphBuilder()
     x = b.input(source.inputs[0], source.type(source.inputs[0]), INPUT)
     out = source.outputs[0]
-    out_type = source.type(out)
-    absorbs, logit_kind, prob_kind = LOGIT_LOSSES[loss]
-    last = source.producer(out)
-    if loss in ("categorical_crossentropy", "sparse_categorical_crossentropy") and \
-            (last is None or last.op != "softmax"):
-        raise CnncError(Diagnostic(f"{loss} needs a model whose last layer is softmax"))
-    sparse = loss == "sparse_categorical_crossentropy"
-    labels_shape = () if sparse else out_type.shape
+    labels_shape = () if LOSSES[loss].sparse else source.type(out).shape
     labels = b.input("labels", TensorType(labels_shape), LABEL)
     seed = b.input("seed", TensorType((), batched=False, dtype="int64"), SCALAR)
     for p in source.params:
@@ -115,44 +126,27 @@ def build_training_graph(model: Model, loss: str, optimizer: OptimizerConfig,
 
     # 1. forward in training mode
     alias: dict[str, str] = {x: x}
-    skip = last.name if (fuse_loss and absorbs and last is not None and last.op == absorbs) \
-        else None
-    bn_stats = []
+    forms = _FormCtx(b, seed)
     forward: list[Node] = []
-    dropout_salt = 0
     for node in source.nodes:
-        if node.name == skip:
-            continue
         ins = [alias.get(v, v) for v in node.inputs]
-        if node.op == "linear":
-            alias[node.output] = ins[0]
-            continue
         before = len(b.nodes)
-        if node.op == "dropout":
-            dropout_salt += 1
-            y = b.node("dropout_train", [ins[0], seed],
-                       {"rate": node.attrs["rate"], "salt": dropout_salt},
-                       layer=node.layer, loc=node.loc, name=node.name)
-        elif node.op == "batchnorm":
-            xin, gamma, beta, mm, mv = ins
-            c = b.type(gamma)
-            y, mean, var = b.multi("batchnorm_train", [xin, gamma, beta],
-                                   {"epsilon": node.attrs["epsilon"]},
-                                   [b.type(xin), c, c], layer=node.layer, loc=node.loc,
-                                   name=node.name, suffixes=["mean", "var"])
-            bn_stats.append((mm, mv, mean, var, node.attrs["momentum"]))
+        train = ops.get(node.op).train
+        if train is not None:
+            forms.node = node
+            y = train(forms, node, ins)
         else:
             y = b.node(node.op, ins, node.attrs, layer=node.layer, loc=node.loc,
                        name=node.name, out_type=source.type(node.output))
         alias[node.output] = y
         forward.extend(b.nodes[before:])
-    z = alias[skip and last.inputs[0] or out]
-    kind = logit_kind if skip else prob_kind
+    z = alias[out]
 
     # 2. the loss
     loss_value, correct, dz = b.multi(
-        "loss", [z, labels], {"kind": kind}, [TensorType((1,), batched=False)] * 2 +
-        [b.type(z)], layer="loss", name="loss", suffixes=["correct", "dz"])
+        "loss", [z, labels], {"kind": LOSSES[loss].kind},
+        [TensorType((1,), batched=False)] * 2 + [b.type(z)], layer="loss", name="loss",
+        suffixes=["correct", "dz"])
 
     # 3. backward
     needs: set[str] = {p.name for p in source.params if p.trainable}
@@ -167,8 +161,7 @@ def build_training_graph(model: Model, loss: str, optimizer: OptimizerConfig,
         op = ops.get(node.op)
         if op.grad is None:
             raise CnncError(Diagnostic(f"op {node.op} has no gradient rule"))
-        ctx = _Ctx(b, needs, node.layer)
-        ctx.loc = node.loc
+        ctx = _Ctx(b, needs, node.layer, node.loc)
         dins = op.grad(ctx, node, dys if len(node.outputs) > 1 else dys[0])
         for value, dvalue in zip(node.inputs, dins):
             if dvalue is None or value not in needs:
@@ -180,8 +173,8 @@ def build_training_graph(model: Model, loss: str, optimizer: OptimizerConfig,
     param_grads = {p.name: grads[p.name] for p in source.params if p.trainable}
 
     # 4. optimizer updates
-    rule = optimizer_rule(optimizer)
-    slots, _ = OPTIMIZERS[rule]
+    rule = OPTIMIZERS[optimizer.name].rule(optimizer.hyper)
+    slots, _ = UPDATE_RULES[rule]
     updates, states = {}, {}
     for p in source.params:
         if not p.trainable:
@@ -200,31 +193,23 @@ def build_training_graph(model: Model, loss: str, optimizer: OptimizerConfig,
         states[p.name] = state_values
     outputs = [loss_value, correct] + [v for outs in updates.values() for v in outs]
     graph = b.build(outputs)
-    return TrainingGraph(graph, kind, param_grads, updates, states, bn_stats, rule,
+    return TrainingGraph(graph, param_grads, updates, states, forms.bn_stats, rule,
                          dict(optimizer.hyper), labels_shape)
 
 
 def build_eval_graph(model: Model, loss: str) -> Graph:
     """The inference graph with the loss appended: evaluation computes the same loss as
-    training (from logits when the model ends with the matching activation), with dropout
-    off and batchnorm's moving statistics, as Keras's evaluate does."""
+    training (from logits when the `loss` rule joins it with the model's last activation),
+    with dropout off and batchnorm's moving statistics, as Keras's evaluate does."""
     source = model.graph
+    _check_loss(model, loss)
     out = source.outputs[0]
-    last = source.producer(out)
-    absorbs, logit_kind, prob_kind = LOGIT_LOSSES[loss]
-    logits = absorbs is not None and last is not None and last.op == absorbs
-    nodes = [n for n in source.nodes if not (logits and n is last)]
-    z = last.inputs[0] if logits else out
-    sparse = loss == "sparse_categorical_crossentropy"
     values = dict(source.values)
-    labels = Value("labels", TensorType(() if sparse else source.type(out).shape), LABEL)
-    values["labels"] = labels
+    labels_shape = () if LOSSES[loss].sparse else source.type(out).shape
+    values["labels"] = Value("labels", TensorType(labels_shape), LABEL)
     outs = ("loss", "loss:correct", "loss:dz")
-    for name, t in zip(outs, [TensorType((1,), batched=False)] * 2 + [source.type(z)]):
+    for name, t in zip(outs, [TensorType((1,), batched=False)] * 2 + [source.type(out)]):
         values[name] = Value(name, t, ACTIVATION if t.batched else "grad")
-    nodes.append(Node("loss", "loss", (z, "labels"), outs,
-                      Attrs(kind=logit_kind if logits else prob_kind), "loss"))
-    live = {v for n in nodes for v in n.inputs + n.outputs} | set(source.inputs) | {"labels"}
-    return Graph({k: v for k, v in values.items() if k in live or k in
-                  {p.name for p in source.params}}, tuple(nodes),
-                 source.inputs + ("labels",), outs[:2], source.params)
+    nodes = source.nodes + (Node("loss", "loss", (out, "labels"), outs,
+                                 Attrs(kind=LOSSES[loss].kind), "loss"),)
+    return Graph(values, nodes, source.inputs + ("labels",), outs[:2], source.params)

@@ -51,7 +51,7 @@ def data(n=24, seed=0):
 
 def test_api_matches_the_cpu_target(models, tmp_path):
     cpu, gpu = models["cpu"], models["cuda"]
-    assert type(gpu).__name__ == "CudaCompiledModel" and gpu.options.target == "cuda"
+    assert type(gpu).__name__ == "CudaCompiledModel" and gpu.options.target.name == "cuda"
     # The same initial parameters (Keras's initializers, the same seed).
     assert list(gpu.params) == list(cpu.params)
     for name, value in cpu.params.items():
@@ -258,7 +258,8 @@ def test_generated_module_documents_the_launch_geometry():
     from cnnc.compiler import lower
     source = lower(ROOT / "examples" / "mnist_cnn.cnn", target="cuda").source()
     head = source.split('"""')[0]
-    assert "Model mnist_cnn from mnist_cnn.cnn, target cuda, fusion all." in head
+    assert "Model mnist_cnn from mnist_cnn.cnn, target cuda.\n# Fusion rules: " \
+        "epilogue,pool,row,elementwise,loss,updates\n" in head
     assert "from numba import cuda" in source and "njit" not in source
     import ast
     tree = ast.parse(source)

@@ -81,7 +81,7 @@ def test_cli_writes_ptx_and_explain_reports_resources(tmp_path, ptxas):
                              str(EXAMPLES / "mnist_cnn.cnn"), "--target", "cuda", "--json"],
                             env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
-    kernels = {k["name"]: k for k in json.loads(result.stdout)["cuda_kernels"]}
+    kernels = {k["name"]: k for k in json.loads(result.stdout)["kernel_resources"]}
     conv = kernels["conv2d_bias_relu_maxpool_fwd_kernel"]
     assert 32 <= conv["registers"] <= 255 and conv["shared_bytes"] > 0
     assert conv["arch"] == "sm_90"

@@ -49,7 +49,7 @@ FIRST = {
     "many_errors": ("unknown argument 'activaton' for conv2d", 3, 26),
     "train_unknown_key": ("unknown argument 'momentun' for sgd", 9, 40),
     "bad_name": ("invalid layer name", 3, 18),
-    "leaky_alpha": ("'alpha' applies only to leaky_relu and elu, not relu", 3, 22),
+    "leaky_alpha": ("'alpha' applies only to elu and leaky_relu, not relu", 3, 22),
     "input_not_first": ("input(...) may only be the first statement of a model", 4, 5),
     "not_utf8": ("file is not valid UTF-8 (byte 0xe9)", 2, 25),
 }

@@ -11,12 +11,13 @@ import numpy as np
 import pytest
 
 import cnnc
-from cnnc.explain import explain
-from cnnc.passes import FUSION_RULES, run_inference
+from cnnc.reports.explain import explain
+from cnnc.passes import run_inference
+from cnnc.passes.options import INFERENCE_RULES, Fusion
 from conftest import EXAMPLES
 from oracles.torch_ref import random_params
 
-SETTINGS = ["none", "all"] + list(FUSION_RULES)
+SETTINGS = ["none", "all"] + list(INFERENCE_RULES)
 BATCH = {"mnist_cnn": 5, "lenet5": 5, "resnet_tiny": 3, "alexnet": 1}
 
 # (fuse="all", fuse="none") kernel counts: a fusion that silently stops firing fails here.
@@ -120,20 +121,20 @@ def test_pipeline_order_is_printable():
     from cnnc.passes import describe_pipeline
     text = describe_pipeline()
     assert [line.split(":")[0] for line in text.splitlines()] == [
-        "1. simplify_inference", "2. fold_batchnorm", "3. pack_kernels", "4. sink_views",
-        "5. fuse"]
+        "1. simplify_inference", "2. fold_batchnorm", "3. fuse_loss", "4. pack_kernels",
+        "5. sink_views", "6. fuse"]
 
 
 def test_verifier_runs_after_every_pass():
     for path in EXAMPLES.glob("*.cnn"):
         graph = cnnc.parse(path).model().graph
         for fuse in ("none", "all"):
-            run_inference(graph, fuse=fuse, verify_each=True)
+            run_inference(graph, Fusion.parse(fuse), verify_each=True)
 
 
 def test_explain_training_step():
     program = cnnc.parse(EXAMPLES / "mnist_cnn.cnn")
-    from cnnc.explain import explain_training
+    from cnnc.reports.explain import explain_training
     exp = explain_training(program.model(), program.trains["mnist_cnn"])
     ops_rules = [(" + ".join(g.ops), g.rule) for g in exp.groups]
     # the ReLU masks fold into the gradient kernels that produce their input

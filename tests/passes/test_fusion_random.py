@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 
 import cnnc
-from cnnc.passes import FUSION_RULES, run_inference
+from cnnc.passes import run_inference
+from cnnc.passes.options import INFERENCE_RULES, Fusion
 from conftest import ROOT
 from generators.random_models import random_model
 from oracles.torch_ref import random_params
@@ -29,8 +30,8 @@ def test_generator_is_deterministic_and_valid():
         text = random_model(seed)
         assert text == random_model(seed)
         graph = cnnc.parse(text).model().graph
-        for fuse in ["none", "all"] + list(FUSION_RULES):
-            run_inference(graph, fuse=fuse, verify_each=True)
+        for fuse in ["none", "all"] + list(INFERENCE_RULES):
+            run_inference(graph, Fusion.parse(fuse), verify_each=True)
 
 
 def run_without_jit(start: int, stop: int, tmp_path) -> list[dict]:
@@ -48,7 +49,7 @@ def run_without_jit(start: int, stop: int, tmp_path) -> list[dict]:
 
 def test_fusion_preserves_outputs_100_models_without_jit(tmp_path):
     records = run_without_jit(0, 100, tmp_path)
-    assert all(set(r["errors"]) == {"none", "all", *FUSION_RULES} for r in records)
+    assert all(set(r["errors"]) == {"none", "all", *INFERENCE_RULES} for r in records)
 
 
 @pytest.mark.long

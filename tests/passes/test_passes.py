@@ -9,13 +9,14 @@ from cnnc.ir.graph import INPUT, TensorType
 from cnnc.ir.ops import ParamSpec
 from cnnc.passes import (PassContext, fold_batchnorm, fuse, pack_kernels, simplify_inference,
                          sink_views)
+from cnnc.passes.options import Fusion
 from cnnc.passes.verify import VerifyError, verify
 
 ALL = ("epilogue", "pool", "row", "elementwise")
 
 
-def ctx(rules=ALL):
-    return PassContext(rules)
+def ctx(rules=ALL, pack=True):
+    return PassContext(Fusion.parse(list(rules)), pack)
 
 
 def conv_attrs(k=3, s=1, padding="valid", pads=(0, 0, 0, 0), filters=4):
@@ -100,7 +101,7 @@ def test_fold_batchnorm_refuses_when_the_conv_output_is_read_twice():
     context = ctx()
     after = fold_batchnorm.run(graph, context)
     assert [n.op for n in after.nodes] == [n.op for n in graph.nodes]
-    assert context.report.decisions[0].reason == "output of 'c' is used twice"
+    assert context.report.refusals[0].reason == "output of 'c' is used twice"
 
 
 def test_fold_batchnorm_refuses_after_pooling():
@@ -109,7 +110,7 @@ def test_fold_batchnorm_refuses_after_pooling():
     context = ctx()
     after = fold_batchnorm.run(b.build([y]), context)
     assert [n.op for n in after.nodes] == ["maxpool2d", "batchnorm"]
-    assert context.report.decisions[0].reason == "not preceded by conv2d or dense"
+    assert context.report.refusals[0].reason == "not preceded by conv2d or dense"
 
 
 # --- pack_kernels ---------------------------------------------------------------------

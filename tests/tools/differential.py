@@ -83,7 +83,7 @@ from generators.random_models import random_model
 from oracles.torch_module import TorchModel, keras_loss
 
 import cnnc
-from cnnc.passes import parse_fuse
+from cnnc.passes.options import Fusion
 
 TOL = 1e-4
 STEP_TOL = 1e-5
@@ -215,7 +215,7 @@ def reference(tm: TorchModel, case: dict, fuse: str, masks: dict | None = None):
     tm.load_keras(case["params"])
     tm.train()
     tm.set_dropout_masks(masks)
-    logits = "loss" in parse_fuse(fuse) and tm.last_op == LOGIT_ACTIVATION.get(case["loss"])
+    logits = "loss" in Fusion.parse(fuse) and tm.last_op == LOGIT_ACTIVATION.get(case["loss"])
     y = tm(case["x"], logits=logits)
     loss = keras_loss(case["loss"], y.reshape(y.shape[0], -1), case["labels"], logits)
     if loss.requires_grad:            # a model without trainable parameters has no graph

@@ -23,7 +23,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 import cnnc  # noqa: E402
-from cnnc.passes import FUSION_RULES  # noqa: E402
+from cnnc.passes.options import INFERENCE_RULES  # noqa: E402
 from generators.random_models import random_model  # noqa: E402
 from oracles.torch_ref import random_params  # noqa: E402
 
@@ -34,7 +34,7 @@ def check_fusion(seed: int, text: str) -> dict:
     x = np.random.default_rng(seed).normal(
         size=(3,) + tuple(model_ir.input_type.shape)).astype(np.float32)
     outputs = {}
-    for fuse in ["none", "all"] + list(FUSION_RULES):
+    for fuse in ["none", "all"] + list(INFERENCE_RULES):
         model = cnnc.compile(text, fuse=fuse)
         model.set_params(params)
         outputs[fuse] = model.predict(x)

@@ -162,8 +162,8 @@ def test_bad_data_is_refused_and_nothing_written(workdir, defect, message):
 
 
 def test_plot_curves(workdir, reference, tmp_path):
-    from cnnc.train.loop import History
-    from cnnc.train.plot import plot_history
+    from cnnc.runtime.fit import History
+    from cnnc.reports.plot import plot_history
     history = json.loads((reference[0] / "history.json").read_text())
     out = tmp_path / "curves.png"
     try:

@@ -8,10 +8,23 @@ the batch; conv2d saves its input x for the latter.
 
 from __future__ import annotations
 
-from ..attrs import Activation, Attr, Bool, Enum, Int, Pair
+from ..attrs import LINEAR, Activation, Attr, Bool, Enum, Int, Pair
 from ..graph import TensorType
-from ..shapes import effective, window_2d
-from . import COMPLEX, OPAQUE, OpDef, ParamSpec, ShapeError, register
+from ..shapes import window_2d
+from .table import (
+    BACKWARD,
+    COMPLEX,
+    OPAQUE,
+    WINDOW,
+    OpDef,
+    Packing,
+    ParamSpec,
+    ShapeError,
+    Window,
+    register,
+)
+
+WINDOW_OF_KERNEL = Window("kernel", dilated=True)
 
 
 def _infer(attrs, ins):
@@ -22,7 +35,7 @@ def _infer(attrs, ins):
     (oh, ow), _ = window_2d(x.shape[:2], attrs["kernel"], attrs["strides"], attrs["padding"],
                             attrs["dilation"])
     if oh == 0 or ow == 0:
-        kh, kw = (effective(k, d) for k, d in zip(attrs["kernel"], attrs["dilation"]))
+        kh, kw = WINDOW_OF_KERNEL.extent(attrs)
         raise ShapeError(f"kernel window {kh}x{kw} is larger than its input "
                          f"{x.shape[0]}x{x.shape[1]}x{x.shape[2]}",
                          "use padding=same or a smaller kernel")
@@ -39,12 +52,6 @@ def _params(attrs, x):
 def _flops(attrs, ins, out):
     kh, kw = attrs["kernel"]
     return 2 * out.numel * kh * kw * ins[0].shape[-1]
-
-
-def pads(attrs, x: TensorType):
-    """(pad_top, pad_bottom, pad_left, pad_right) of a windowed op on input `x`."""
-    return window_2d(x.shape[:2], attrs["kernel"] if "kernel" in attrs else attrs["pool"],
-                     attrs["strides"], attrs["padding"], attrs.get("dilation", (1, 1)))[1]
 
 
 def _grad(ctx, node, dy):
@@ -68,23 +75,28 @@ register(
     OpDef(
         "conv2d", COMPLEX, _infer, inputs=("x", "w"), flops=_flops,
         dsl=True, keras_name="conv2d", layer_options=("use_bias", "activation"),
+        example="32, kernel=3", window=WINDOW_OF_KERNEL, kernel_linear=True,
         attrs=(
             Attr("filters", Int(), positional=True, doc="number of output channels"),
             Attr("kernel", Pair(), positional=True, doc="kernel height and width"),
             Attr("strides", Pair(), (1, 1)),
             Attr("padding", Enum(("valid", "same")), "valid"),
             Attr("dilation", Pair(), (1, 1)),
-            Attr("activation", Activation(), ("linear", None)),
+            Attr("activation", Activation(), LINEAR),
             Attr("use_bias", Bool(), True),
         ),
-        params=_params, template="conv2d", reducers=("window",), grad=_grad,
+        # each output channel's taps contiguous; a one-channel convolution vectorizes
+        # over output channels with the kernel as it is
+        packed=Packing("ohwi", "pack_ohwi", applies=lambda x: x.shape[-1] > 1),
+        params=_params, template="conv2d", takes=(WINDOW,), grad=_grad,
         doc="2-D convolution, NHWC input, HWIO kernel (tf.keras Conv2D)"),
     OpDef("conv2d_grad_input", COMPLEX, lambda attrs, ins: TensorType(tuple(attrs["in_shape"])),
-          inputs=("dy", "w"),
+          inputs=("dy", "w"), window=WINDOW_OF_KERNEL, direction=BACKWARD,
           flops=lambda a, i, o: 2 * i[0].numel * a["kernel"][0] * a["kernel"][1] * o.shape[-1],
-          template="conv2d_grad_input",
+          packed=Packing("ihwo", "pack_ihwo"), template="conv2d_grad_input",
           doc="dx of conv2d: dy correlated with the kernel (a transposed convolution)"),
     OpDef("conv2d_grad_weight", OPAQUE, _grad_weight_infer, inputs=("x", "dy"),
+          window=WINDOW_OF_KERNEL, direction=BACKWARD, out="dw",
           flops=lambda a, i, o: 2 * i[1].numel * a["kernel"][0] * a["kernel"][1] *
           i[0].shape[-1], template="conv2d_grad_weight",
           doc="dw of conv2d: patches of x times dy, summed over the batch"),

@@ -5,9 +5,9 @@ Gradient: dx = dy @ w.T and dw = x.T @ dy; dense saves its input x.
 
 from __future__ import annotations
 
-from ..attrs import Activation, Attr, Bool, Int
+from ..attrs import LINEAR, Activation, Attr, Bool, Int
 from ..graph import TensorType
-from . import COMPLEX, OPAQUE, OpDef, ParamSpec, ShapeError, register
+from .table import BACKWARD, COMPLEX, OPAQUE, ROW, OpDef, Packing, ParamSpec, ShapeError, register
 
 
 def _infer(attrs, ins):
@@ -36,21 +36,24 @@ register(
         "dense", COMPLEX, _infer, inputs=("x", "w"),
         flops=lambda attrs, ins, out: 2 * ins[0].numel * out.numel,
         dsl=True, keras_name="dense", layer_options=("use_bias", "activation"),
+        example="128", kernel_linear=True,
         attrs=(
             Attr("units", Int(), positional=True, doc="number of outputs"),
-            Attr("activation", Activation(), ("linear", None)),
+            Attr("activation", Activation(), LINEAR),
             Attr("use_bias", Bool(), True),
         ),
-        params=_params, template="dense", reducers=("row",), grad=_grad,
-        extra={"row_templates": ("softmax",)},    # the rows the dense template can reduce
+        # each output's weights contiguous: every output is a dot product of two rows
+        packed=Packing("oi", "transpose_kernel"),
+        params=_params, template="dense", takes=(ROW,), grad=_grad,
         doc="fully connected layer, kernel (in, out) (tf.keras Dense)"),
-    # dy @ w.T: the dense kernel itself, with w (in, out) read as rows of outputs x dy.
+    # dy @ w.T: the dense kernel itself, with w (in, out) read as the transposed kernel.
     OpDef("dense_grad_input", COMPLEX, lambda attrs, ins: TensorType((ins[1].shape[0],)),
-          inputs=("x", "wt"), flops=lambda a, i, o: 2 * i[0].numel * o.numel,
-          template="dense", reducers=("row",), extra={"row_templates": ("softmax",)},
+          inputs=("dy", "wt"), flops=lambda a, i, o: 2 * i[0].numel * o.numel,
+          template="dense", takes=(ROW,), direction=BACKWARD,
           doc="dx of dense: dy @ w.T, i.e. the dense kernel with w as the transposed kernel"),
     OpDef("dense_grad_weight", OPAQUE,
           lambda attrs, ins: TensorType((ins[0].shape[0], ins[1].shape[0]), batched=False),
           inputs=("x", "dy"), flops=lambda a, i, o: 2 * i[0].numel * i[1].numel,
-          template="dense_grad_weight", doc="dw of dense: x.T @ dy"),
+          template="dense_grad_weight", direction=BACKWARD, out="dw",
+          doc="dw of dense: x.T @ dy"),
 )

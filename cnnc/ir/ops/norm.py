@@ -10,7 +10,7 @@ batch statistic.
 from __future__ import annotations
 
 from ..attrs import Attr, Float
-from . import BROADCAST, ELEMENTWISE, OPAQUE, OpDef, ParamSpec, register
+from .table import BACKWARD, BROADCAST, ELEMENTWISE, OPAQUE, OpDef, ParamSpec, register
 
 
 def _params(attrs, x):
@@ -18,6 +18,18 @@ def _params(attrs, x):
     return [ParamSpec("gamma", c, "ones"), ParamSpec("beta", c, "zeros"),
             ParamSpec("moving_mean", c, "zeros", trainable=False),
             ParamSpec("moving_variance", c, "ones", trainable=False)]
+
+
+def _train(ctx, node, ins):
+    """In a training graph: normalize with the batch's mean and (biased) variance, which
+    are saved for the gradient and move the moving statistics after the step."""
+    x, gamma, beta, moving_mean, moving_var = ins
+    channel = ctx.type(gamma)
+    y, mean, var = ctx.emit_multi("batchnorm_train", [x, gamma, beta],
+                                  {"epsilon": node.attrs["epsilon"]},
+                                  [ctx.type(x), channel, channel], suffixes=["mean", "var"])
+    ctx.moving_statistics(moving_mean, moving_var, mean, var, node.attrs["momentum"])
+    return y
 
 
 def _train_grad(ctx, node, dys):
@@ -38,7 +50,7 @@ register(OpDef(
     dsl=True, keras_name="batch_normalization",
     attrs=(Attr("momentum", Float(0.0, 1.0), 0.99),
            Attr("epsilon", Float(0.0, None, min_open=True), 0.001)),
-    params=_params,
+    params=_params, folds=True, train=_train, tag="bn",
     expr="(x - mean) * (gamma / math.sqrt(var + epsilon)) + beta",
     channel_inputs=("gamma", "beta", "mean", "var"), template="elementwise",
     doc="batch normalization with moving statistics (inference)"))
@@ -49,6 +61,7 @@ register(
           doc="batch normalization with the batch's statistics; outputs y, mean, variance"),
     OpDef("batchnorm_train_grad", OPAQUE, lambda attrs, ins: ins[1],
           inputs=("dy", "x", "gamma", "mean", "var"), flops=lambda a, i, o: 8 * o.numel,
+          direction=BACKWARD,
           template="batchnorm_train_grad", doc="dx, dgamma, dbeta of batchnorm_train"),
 )
 

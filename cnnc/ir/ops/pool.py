@@ -11,7 +11,21 @@ from __future__ import annotations
 from ..attrs import Attr, Enum, Pair
 from ..graph import TensorType
 from ..shapes import window_2d
-from . import BROADCAST, INJECTIVE, OPAQUE, REDUCTION, OpDef, ShapeError, register
+from .table import (
+    BACKWARD,
+    BROADCAST,
+    INJECTIVE,
+    OPAQUE,
+    REDUCTION,
+    WINDOW,
+    OpDef,
+    ShapeError,
+    Window,
+    get,
+    register,
+)
+
+POOL_WINDOW = Window("pool")
 
 
 def _infer(attrs, ins):
@@ -47,43 +61,56 @@ def _window_flops(attrs, ins, out):
     return out.numel * attrs["pool"][0] * attrs["pool"][1]
 
 
-def _pool_grad(ctx, node, dy):
+def _grad_inputs(grad: str, dy: str, x: str) -> list[str]:
     """max: saves x (the argmax is recomputed from it); avg: saves nothing."""
+    return [dy, x] if get(grad).inputs == ("dy", "x") else [dy]
+
+
+def _pool_grad(ctx, node, dy):
     x = node.inputs[0]
-    mode = node.op[:3]
-    inputs = [dy, x] if mode == "max" else [dy]
-    return [ctx.emit(f"{node.op}_grad", inputs, dict(node.attrs, in_shape=ctx.type(x).shape),
-                     out_type=ctx.type(x))]
+    grad = f"{node.op}_grad"
+    return [ctx.emit(grad, _grad_inputs(grad, dy, x),
+                     dict(node.attrs, in_shape=ctx.type(x).shape), out_type=ctx.type(x))]
 
 
 def _global_grad(ctx, node, dy):
     x = node.inputs[0]
-    inputs = [dy, x] if node.op == "global_maxpool2d" else [dy]
-    return [ctx.emit(f"{node.op}_grad", inputs, {"in_shape": ctx.type(x).shape},
+    grad = f"{node.op}_grad"
+    return [ctx.emit(grad, _grad_inputs(grad, dy, x), {"in_shape": ctx.type(x).shape},
                      out_type=ctx.type(x))]
 
 
-for _name, _keras in (("maxpool2d", "max_pooling2d"), ("avgpool2d", "average_pooling2d")):
+def _grad_epilogue(attrs) -> str | None:
+    """The gradient of pooling writes each position of dx once -- and can apply an
+    epilogue -- only when the windows tile the input."""
+    if POOL_WINDOW.tiles(attrs):
+        return None
+    return "overlapping or padded windows scatter-add the gradient"
+
+
+for _mode, _name, _keras in (("max", "maxpool2d", "max_pooling2d"),
+                             ("avg", "avgpool2d", "average_pooling2d")):
     register(
         OpDef(_name, REDUCTION, _infer, flops=_window_flops, dsl=True, keras_name=_keras,
-              attrs=_POOL_ATTRS, template="pool2d", window=True, grad=_pool_grad,
-              extra={"mode": _name[:3]},
-              doc=f"{_name[:3]} pooling over windows (tf.keras {_keras})"),
+              attrs=_POOL_ATTRS, template="pool2d", window=POOL_WINDOW, reduction=WINDOW,
+              grad=_pool_grad, template_args={"mode": _mode}, example="2", tag=f"{_mode}pool",
+              doc=f"{_mode} pooling over windows (tf.keras {_keras})"),
         OpDef(f"{_name}_grad", INJECTIVE,
               lambda attrs, ins: TensorType(tuple(attrs["in_shape"])),
-              inputs=("dy", "x") if _name.startswith("max") else ("dy",),
-              flops=lambda a, i, o: o.numel, template="pool2d_grad",
-              extra={"mode": _name[:3]}, doc=f"dx of {_name}"))
+              inputs=("dy", "x") if _mode == "max" else ("dy",), window=POOL_WINDOW,
+              direction=BACKWARD,
+              flops=lambda a, i, o: o.numel, template="pool2d_grad", epilogue=_grad_epilogue,
+              template_args={"mode": _mode}, doc=f"dx of {_name}"))
 
-for _name, _keras in (("global_avgpool2d", "global_average_pooling2d"),
-                      ("global_maxpool2d", "global_max_pooling2d")):
+for _mode, _name, _keras in (("avg", "global_avgpool2d", "global_average_pooling2d"),
+                             ("max", "global_maxpool2d", "global_max_pooling2d")):
     register(
         OpDef(_name, REDUCTION, _global_infer,
               flops=lambda attrs, ins, out: ins[0].numel, dsl=True, keras_name=_keras,
-              template="global_pool2d", extra={"mode": _name[7:10]}, grad=_global_grad,
-              doc=f"{_name[7:10]} over all positions of each channel"),
-        OpDef(f"{_name}_grad", BROADCAST if "avg" in _name else OPAQUE,
+              template="global_pool2d", template_args={"mode": _mode}, grad=_global_grad,
+              tag=f"g{_mode}pool", doc=f"{_mode} over all positions of each channel"),
+        OpDef(f"{_name}_grad", BROADCAST if _mode == "avg" else OPAQUE,
               lambda attrs, ins: TensorType(tuple(attrs["in_shape"])),
-              inputs=("dy", "x") if "max" in _name else ("dy",),
+              inputs=("dy", "x") if _mode == "max" else ("dy",), direction=BACKWARD,
               flops=lambda a, i, o: o.numel, template="global_pool2d_grad", epilogue=False,
-              extra={"mode": _name[7:10]}, doc=f"dx of {_name}"))
+              template_args={"mode": _mode}, doc=f"dx of {_name}"))

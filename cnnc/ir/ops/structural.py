@@ -5,8 +5,16 @@ from __future__ import annotations
 
 from ..attrs import Attr, Float
 from ..graph import TensorType
-from . import (BROADCAST, ELEMENTWISE, INJECTIVE, REDUCTION, OpDef, ShapeError,
-               register)
+from .table import (
+    BACKWARD,
+    BROADCAST,
+    ELEMENTWISE,
+    INJECTIVE,
+    REDUCTION,
+    OpDef,
+    ShapeError,
+    register,
+)
 
 
 def _flatten(attrs, ins):
@@ -40,14 +48,22 @@ def _add_grad(ctx, node, dy):
     return [dy, dy]
 
 
+def _dropout_train(ctx, node, ins):
+    """In a training graph: this step's mask, numbered by the layer's salt (its place
+    among the model's dropout layers)."""
+    return ctx.emit("dropout_train", [ins[0], ctx.seed],
+                    {"rate": node.attrs["rate"], "salt": ctx.salt()})
+
+
 def _dropout_train_grad(ctx, node, dy):
     """Saves nothing: the mask is recomputed from the step's seed and the element index."""
     return [ctx.emit("dropout_grad", [dy, node.inputs[1]], node.attrs), None]
 
 
 # Inverted dropout with a counter-based mask: element `IDX` of a tensor is kept when
-# uniform(seed, salt, IDX) >= rate, and scaled by 1 / (1 - rate). No mask is stored.
-_DROPOUT = "x * dropout_keep(seed, salt, IDX, rate)"
+# uniform(seed, salt, IDX) >= rate, and scaled by 1 / (1 - rate). No mask is stored: the
+# gradient recomputes it.
+_KEEP = "dropout_keep(seed, salt, IDX, rate)"
 
 register(
     OpDef("flatten", INJECTIVE, _flatten, flops=lambda a, i, o: 0, dsl=True,
@@ -56,23 +72,24 @@ register(
     OpDef("reshape", INJECTIVE, lambda attrs, ins: TensorType(tuple(attrs["shape"])),
           flops=lambda a, i, o: 0, view=True, doc="a view with another per-sample shape"),
     OpDef("dropout", ELEMENTWISE, lambda attrs, ins: ins[0], flops=lambda a, i, o: 0,
-          dsl=True, keras_name="dropout", view=True,
+          dsl=True, keras_name="dropout", view=True, identity_at_inference=True,
+          train=_dropout_train, example="0.5",
           attrs=(Attr("rate", Float(0.0, 1.0, max_open=True), positional=True,
                       doc="fraction of units dropped while training"),),
           doc="inverted dropout while training; the identity at inference"),
     OpDef("dropout_train", ELEMENTWISE, lambda attrs, ins: ins[0], inputs=("x", "seed"),
-          expr=_DROPOUT, template="elementwise", flops=lambda a, i, o: o.numel,
+          expr=f"x * {_KEEP}", template="elementwise", flops=lambda a, i, o: o.numel,
           grad=_dropout_train_grad, doc="dropout while training (seeded per step)"),
-    OpDef("dropout_grad", ELEMENTWISE, lambda attrs, ins: ins[0], inputs=("x", "seed"),
-          expr=_DROPOUT, template="elementwise", flops=lambda a, i, o: o.numel,
-          doc="gradient of dropout: the same mask and scale applied to dy"),
+    OpDef("dropout_grad", ELEMENTWISE, lambda attrs, ins: ins[0], inputs=("dy", "seed"),
+          expr=f"dy * {_KEEP}", template="elementwise", flops=lambda a, i, o: o.numel,
+          direction=BACKWARD, doc="gradient of dropout: the same mask and scale applied to dy"),
     OpDef("bias_add", BROADCAST, _bias_add, inputs=("x", "b"), expr="x + b",
-          channel_inputs=("b",), template="elementwise", grad=_bias_add_grad,
-          doc="adds a per-channel bias"),
+          channel_inputs=("b",), template="elementwise", grad=_bias_add_grad, adds_bias=True,
+          tag="bias", doc="adds a per-channel bias"),
     OpDef("bias_grad", REDUCTION,
-          lambda attrs, ins: TensorType((ins[0].shape[-1],), batched=False),
-          flops=lambda a, i, o: i[0].numel, template="reduce_channels",
-          doc="the bias gradient: dy summed over all axes but the last"),
+          lambda attrs, ins: TensorType((ins[0].shape[-1],), batched=False), inputs=("dy",),
+          flops=lambda a, i, o: i[0].numel, template="reduce_channels", direction=BACKWARD,
+          out="db", doc="the bias gradient: dy summed over all axes but the last"),
     OpDef("add", ELEMENTWISE, _add, inputs=("x", "skip"), expr="x + skip",
           template="elementwise", grad=_add_grad,
           doc="elementwise sum: a residual block's output x plus its input (the skip)"),

@@ -1,6 +1,6 @@
 """The CUDA target's part of kernel contexts: tile shapes, launch geometry and comments.
 
-The kernel groups, argument lists and epilogue chains are the CPU target's (kernels.py
+The kernel groups, argument lists and epilogue chains are every target's (kernels.py
 builds them); this module adds what the templates in `templates/cuda/` need on top:
 
 * matrix-product kernels (conv2d, its two gradients, dense, dense_grad_weight) are tiled
@@ -20,12 +20,10 @@ only window geometry and tile shapes are literals).
 
 from __future__ import annotations
 
-import ast
 from dataclasses import dataclass
-from types import SimpleNamespace
 
+from ..codegen.kernels import Kernel
 from ..ir.graph import Graph
-from .kernels import Kernel
 
 ELEMENT_THREADS = 256
 
@@ -102,7 +100,7 @@ def row_threads(width: int) -> int:
 def extend(kernel: Kernel, graph: Graph) -> None:
     """Add the CUDA context of `kernel` (tiles, launch geometry, loop comments)."""
     kernel.context.threads = ELEMENT_THREADS
-    EXTENSIONS.get(kernel.template, _elementwise)(kernel, graph)
+    EXTENSIONS[kernel.template](kernel, graph)
 
 
 def _shape(graph: Graph, value: str) -> tuple:
@@ -236,60 +234,6 @@ EXTENSIONS = {
     "batchnorm_train": _reductions,
     "batchnorm_train_grad": _reductions,
     "loss": _loss,
+    "elementwise": _elementwise,
+    "update": _elementwise,
 }
-
-
-# --- derived parameters -------------------------------------------------------------
-
-class _NumpyToMath(ast.NodeTransformer):
-    """`np.sqrt(v)` -> `math.sqrt(v)`: the prepare ops' numpy expressions on scalars."""
-
-    def visit_Attribute(self, node):
-        if isinstance(node.value, ast.Name) and node.value.id == "np":
-            return ast.Attribute(ast.Name("math", ast.Load()), node.attr, ast.Load())
-        return node
-
-
-class PrepareKernels:
-    """Device kernels for the parameter-only (`prepare`) ops fold_batchnorm emits: each an
-    elementwise expression over flat arrays, inputs shaped like a channel vector
-    broadcast over the last axis. Identical kernels are rendered once."""
-
-    def __init__(self, namer):
-        self.namer = namer
-        self.sources: list[str] = []
-        self._by_source: dict[str, str] = {}
-
-    def lines(self, graph: Graph, node, target: str = "p") -> list[str]:
-        from ..ir import ops
-        from .exprs import f32, substitute
-        from .render import render_code
-        op = ops.get(node.op)
-        out_type = graph.type(node.output)
-        names, channel = {}, None
-        for role, value in zip(op.inputs, node.inputs):
-            if graph.type(value).numel == out_type.numel:
-                names[role] = f"{role}[i]"
-            else:
-                assert graph.type(value).shape == out_type.shape[-1:], (node, value)
-                names[role] = f"{role}[c]"
-                channel = channel or role
-        names.update({k: f32(v) for k, v in node.attrs.items() if isinstance(v, float)})
-        expr = ast.unparse(_NumpyToMath().visit(ast.parse(substitute(op.expr, names),
-                                                          mode="eval")))
-        context = SimpleNamespace(name="__name__", params=list(op.inputs) + ["out"],
-                                  expr=expr, channel=channel, doc=f"{node.op}: {op.doc}")
-        source = render_code("cuda/prepare.j2", p=context)
-        name = self._by_source.get(source)
-        if name is None:
-            name = self.namer(f"{node.op}_prepare")
-            self._by_source[source] = name
-            self.sources.append(source.replace("__name__", name).rstrip() + "\n")
-        size = out_type.numel
-        args = [f"{target}[{v!r}].reshape(-1)" for v in node.inputs] + ["value.reshape(-1)"]
-        return [f"# {node.op}: {op.doc}",
-                f"value = cuda.device_array({tuple(out_type.shape)}, dtype=DTYPE)",
-                f"{name}[blocks({size}, {ELEMENT_THREADS}), {ELEMENT_THREADS}](",
-                *[f"    {a}," for a in args],
-                ")",
-                f"{target}[{node.output!r}] = value"]

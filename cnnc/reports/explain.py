@@ -16,9 +16,13 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 
-from .ir import ops
-from .ir.graph import Graph, Node
-from .program import Model
+from ..codegen.host import is_prepare
+from ..frontend.program import Model
+from ..ir import ops
+from ..ir.graph import Graph, Node, format_graph
+from ..passes import run_inference, run_training
+from ..passes.options import NONE, Fusion
+from ..train.autodiff import build_training_graph
 
 
 @dataclass
@@ -40,7 +44,7 @@ class GroupRow:
 @dataclass
 class Explanation:
     model: str
-    fuse: str
+    fuse: str                    # the fusion rules' canonical spelling (and passes off)
     groups: list[GroupRow]
     refusals: list[dict]
     kernels_before: int
@@ -49,7 +53,10 @@ class Explanation:
     intermediate_after: int
     flops: int
     notes: list[str]
-    cuda_kernels: list[dict] = field(default_factory=list)   # with --target cuda
+    kernel_resources: list[dict] = field(default_factory=list)
+    # with --target cuda: each kernel's registers, shared memory, stack and spills
+    graphs: list[dict] = field(default_factory=list)
+    # with --dump-ir: {"after": pass, "ir": the graph's listing} after each pass
 
     @property
     def reduction(self) -> float:
@@ -101,46 +108,51 @@ def _intermediate(graph: Graph) -> int:
 
 def _kernel_nodes_any(graph: Graph) -> list[Node]:
     """Kernels of a graph, unbatched ones (gradient reductions, updates) included."""
-    from .codegen.host import is_prepare
     return [n for n in graph.nodes if not is_prepare(n)
             and not (ops.get(n.op).view and not n.body)]
 
 
-def explain_training(model: Model, config, fuse="all") -> Explanation:
+def explain_training(model: Model, config, fuse="all", pack: bool = True,
+                     keep_graphs: bool = False) -> Explanation:
     """The same report for the training step: forward, loss, backward and updates."""
-    from .passes import parse_fuse, run_training
-    from .train.autodiff import build_training_graph
-    rules = parse_fuse(fuse)
-    tg = build_training_graph(model, config.loss, config.optimizer, fuse_loss="loss" in rules)
-    graph, report = run_training(tg.graph, fuse=fuse)
-    base_tg = build_training_graph(model, config.loss, config.optimizer, fuse_loss=False)
-    baseline, _ = run_training(base_tg.graph, fuse="none")
+    fusion = Fusion.parse(fuse)
+    tg = build_training_graph(model, config.loss, config.optimizer)
+    graph, report = run_training(tg.graph, fusion, pack, keep_graphs=keep_graphs)
+    baseline, _ = run_training(tg.graph, NONE, pack)
     merged = graph.replace(values={**baseline.values, **tg.graph.values, **graph.values})
     rows = [_row(merged, i + 1, n) for i, n in enumerate(_kernel_nodes_any(graph))]
     refusals = [{"rule": d.rule, "node": d.node, "group": d.group, "reason": d.reason}
                 for d in report.refusals]
     return Explanation(
-        model.name + " (training step)", report.fuse_description, rows, refusals,
+        model.name + " (training step)", str(fusion), rows, refusals,
         len(_kernel_nodes_any(baseline)), len(rows), _intermediate(baseline),
         _intermediate(merged), sum(r.flops for r in rows),
-        [f"{p}: {t}" for p, t in report.notes])
+        [f"{p}: {t}" for p, t in report.notes], graphs=_listings(report))
 
 
-def explain(model: Model, fuse="all", disable=()) -> Explanation:
-    from .passes import run_inference
-    graph, report = run_inference(model.graph, fuse=fuse, disable=disable)
-    baseline, _ = run_inference(model.graph, fuse="none", disable=disable)
+def explain(model: Model, fuse="all", pack: bool = True, disable=(),
+            keep_graphs: bool = False) -> Explanation:
+    """What fusing `model` with the rules `fuse` (a Fusion, or as Fusion.parse reads it)
+    does, against the unfused baseline; `pack`: the target packs kernels."""
+    fusion = Fusion.parse(fuse)
+    graph, report = run_inference(model.graph, fusion, pack, disable, keep_graphs=keep_graphs)
+    baseline, _ = run_inference(model.graph, NONE, pack, disable)
     # Values inside a fused node have no entry in the fused graph: take their types from
     # the unfused graph of the same pipeline.
     merged = graph.replace(values={**baseline.values, **graph.values})
     rows = [_row(merged, i + 1, n) for i, n in enumerate(_kernel_nodes(graph))]
     refusals = [{"rule": d.rule, "node": d.node, "group": d.group, "reason": d.reason}
                 for d in report.refusals]
+    passes_off = f" (passes off: {', '.join(disable)})" if disable else ""
     return Explanation(
-        model.name, report.fuse_description, rows, refusals,
+        model.name, str(fusion) + passes_off, rows, refusals,
         len(_kernel_nodes(baseline)), len(rows), _intermediate(baseline),
         _intermediate(merged), sum(r.flops for r in rows),
-        [f"{p}: {t}" for p, t in report.notes])
+        [f"{p}: {t}" for p, t in report.notes], graphs=_listings(report))
+
+
+def _listings(report) -> list[dict]:
+    return [{"after": name, "ir": format_graph(graph)} for name, graph in report.graphs]
 
 
 def _size(n: int) -> str:
@@ -152,7 +164,8 @@ def _size(n: int) -> str:
 
 
 def render(exp: Explanation, source_lines: list[str]) -> str:
-    out = [f"model {exp.model}: fusion {exp.fuse}; {exp.kernels_after} kernels "
+    out = [line for g in exp.graphs for line in (f"--- IR after {g['after']}", g["ir"], "")]
+    out += [f"model {exp.model}: fusion {exp.fuse}; {exp.kernels_after} kernels "
            f"(unfused: {exp.kernels_before}); per sample: {exp.flops:,} FLOPs", ""]
     for g in exp.groups:
         ops_text = " + ".join(g.ops)
@@ -177,29 +190,13 @@ def render(exp: Explanation, source_lines: list[str]) -> str:
     out += ["", f"kernels: {exp.kernels_before} -> {exp.kernels_after}; intermediate bytes "
                 f"written per sample: {_size(exp.intermediate_before)} -> "
                 f"{_size(exp.intermediate_after)} ({exp.reduction:.1%} less)"]
-    if exp.cuda_kernels:
-        first = exp.cuda_kernels[0]
+    if exp.kernel_resources:
+        first = exp.kernel_resources[0]
         out += ["", f"CUDA kernels of the module (compute capability {first['cc']}, "
                     f"ptxas -arch={first['arch']}):",
                 f"    {'kernel':<52} {'registers':>9} {'shared':>9} {'stack':>6} {'spills':>7}"]
-        for k in exp.cuda_kernels:
+        for k in exp.kernel_resources:
             out.append(f"    {k['name']:<52} {k['registers']:>9} {_size(k['shared_bytes']):>9} "
                        f"{k['stack_bytes']:>6} {k['spill_stores'] + k['spill_loads']:>7}")
     return "\n".join(out)
 
-
-def cuda_resources(path, model: str, fuse, cc: tuple[int, int]) -> list[dict]:
-    """Every CUDA kernel of the model's module (training kernels too when it trains) with
-    its registers per thread, static shared memory, stack and spilled bytes, as ptxas
-    reports them for the PTX numba-cuda compiles for `cc`."""
-    from .compiler import lower
-    from .runtime import ptx
-    compiled = lower(path, model=model, target="cuda", fuse=fuse)
-    module = ptx.load_generated(compiled.source(), compiled.model.name)
-    arch = f"sm_{cc[0]}{cc[1]}"
-    rows = []
-    for kernel in ptx.compile_module(module, ccs=(cc,)):
-        info = ptx.ptxas(kernel.ptx, arch)
-        rows.append({"name": kernel.name, "cc": f"{cc[0]}.{cc[1]}", "arch": arch,
-                     **asdict(info)})
-    return rows

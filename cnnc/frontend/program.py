@@ -4,8 +4,38 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .errors import Loc
-from .ir.graph import Graph, Param, TensorType
+from ..errors import Loc
+from ..ir.graph import Graph, Param, TensorType
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    """An optimizer of the table (cnnc.ir.ops.training.OPTIMIZERS) and its hyperparameters."""
+
+    name: str
+    hyper: dict
+
+    def __str__(self) -> str:
+        def text(v):
+            return ("true" if v else "false") if isinstance(v, bool) else repr(v)
+        return f"{self.name}(" + ", ".join(f"{k}={text(v)}" for k, v in self.hyper.items()) + ")"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """A checked train block (keys at tf.keras's defaults where not given)."""
+
+    model: str
+    loss: str
+    optimizer: OptimizerConfig
+    data: str | None = None
+    metrics: tuple[str, ...] = ()
+    batch_size: int = 32
+    epochs: int = 1
+    seed: int = 0
+    validation_split: float = 0.0
+    loc: Loc | None = None
+    locs: dict = field(default_factory=dict, compare=False)   # key -> Loc of its value
 
 
 @dataclass(frozen=True)
@@ -64,7 +94,7 @@ class Program:
     file: str
     text: str
     models: dict[str, Model]
-    trains: dict = field(default_factory=dict)    # model name -> TrainConfig
+    trains: dict[str, TrainConfig] = field(default_factory=dict)    # by model name
 
     def model(self, name: str | None = None) -> Model:
         """The named model, or the only (first) one."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from .errors import Diagnostics, Loc
+from ..errors import Diagnostics, Loc
 
 MAX_NESTING = 200          # brackets and braces, checked before parsing
 MAX_ELEMENTS = 2**31 - 1   # per tensor: kernels index with 32-bit integers on CUDA

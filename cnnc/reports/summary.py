@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .program import Model
+from ..frontend.program import Model
 
 WIDTH = 88
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .errors import CnncError, Diagnostic
-from .frontend.checker import decode
+from ..errors import CnncError, Diagnostic
+from .checker import decode
 
 
 def read_source(path_or_text: str | os.PathLike) -> tuple[str, str]:

@@ -1,4 +1,5 @@
-"""The training loop: epochs of shuffled batches, progress, validation, checkpoints.
+"""The training loop behind CompiledModel.fit: epochs of shuffled batches, progress,
+validation, checkpoints.
 
 Reproducible by construction: the order of an epoch is a permutation drawn from
 (seed, epoch) and the dropout masks of a step from (seed, step) -- counter-based streams,
@@ -23,8 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CnncRuntimeError, FileError
-from ..runtime.weights import read_npz, save_npz
 from ..util import atomic_write_text
+from .weights import check_params, read_npz, save_npz
 
 CHECKPOINT = "checkpoint.npz"
 
@@ -81,7 +82,6 @@ def load_checkpoint(run_dir: Path, model, state: dict):
         raise FileError(path, "corrupt checkpoint metadata") from None
     if meta.get("model") != model.name:
         raise FileError(path, f"checkpoint of model '{meta.get('model')}', not '{model.name}'")
-    from ..runtime.weights import check_params
     params = check_params(path, {k[6:]: v for k, v in arrays.items() if k.startswith("param/")},
                           model.param_shapes())
     slots = {k[6:]: v for k, v in arrays.items() if k.startswith("state/")}

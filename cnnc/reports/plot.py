@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..errors import CnncRuntimeError
+from ..util import atomic_write_bytes
 
 
 def plot_history(history, path) -> None:
@@ -28,5 +29,4 @@ def plot_history(history, path) -> None:
     buffer = BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
     plt.close(fig)
-    from ..util import atomic_write_bytes
     atomic_write_bytes(path, buffer.getvalue())

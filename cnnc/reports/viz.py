@@ -10,8 +10,10 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from .errors import CnncError, CnncRuntimeError, Diagnostic
-from .ir.graph import ACTIVATION, Graph
+from ..errors import CnncError, CnncRuntimeError, Diagnostic
+from ..ir import ops
+from ..ir.graph import ACTIVATION, Graph, Value
+from ..util import atomic_write_bytes, atomic_write_text
 
 COLORS = {"complex": "#cfe2ff", "reduction": "#d1e7dd", "elementwise": "#fff3cd",
           "broadcast": "#ffe5d0", "injective": "#e2e3e5", "opaque": "#f8d7da"}
@@ -28,7 +30,6 @@ def _graphviz():
 
 def to_dot(graph: Graph, title: str, groups: list[tuple[str, list]] | None = None):
     """A graphviz.Digraph of `graph`; `groups` is [(label, [node, ...]), ...]."""
-    from .ir import ops
 
     gv = _graphviz()
     dot = gv.Digraph(name=title, graph_attr={"rankdir": "TB", "label": title, "labelloc": "t",
@@ -81,7 +82,6 @@ def write(dot, out: Path | None, fmt: str) -> str | None:
     if fmt == "dot":
         if out is None:
             return dot.source
-        from .util import atomic_write_text
         atomic_write_text(out, dot.source)
         return None
     if shutil.which("dot") is None:
@@ -91,14 +91,12 @@ def write(dot, out: Path | None, fmt: str) -> str | None:
     if out is None:
         raise CnncError(Diagnostic(f"--format {fmt} needs an output file: -o graph.{fmt}"))
     data = dot.pipe(format=fmt)
-    from .util import atomic_write_bytes
     atomic_write_bytes(out, data)
     return None
 
 
 def to_dot_fused(graph: Graph, title: str):
     """The graph after the passes, each kernel group drawn as a cluster of its IR nodes."""
-    from .ir import ops
     members, groups = [], []
     values = dict(graph.values)
     for node in graph.nodes:
@@ -118,5 +116,4 @@ def to_dot_fused(graph: Graph, title: str):
 
 
 def _value_like(graph, known, name):
-    from .ir.graph import Value
     return Value(name, graph.type(known))

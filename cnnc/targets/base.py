@@ -1,0 +1,90 @@
+"""What a compilation target is: everything the compiler does differently per target.
+
+A target renders the same kernel groups (kernels.build gives each the same context on
+every target) from its own template folder, and decides:
+
+* the part of a kernel's context only its templates read -- the loop schedule of a CPU
+  kernel, the tiles and launch geometry of a CUDA one, the comments that describe them
+  (`extend`);
+* how host code spells a fresh array and a reshaped view of one (`alloc`, `view`), and
+  how a one-element result comes back from a step (`host_number`);
+* how parameter-only ops (folded batchnorm, packed kernels) are computed once per
+  parameter set (`prepare`);
+* whether its kernels read packed kernel layouts (`packs_kernels`, for the pack_kernels
+  pass);
+* what it needs to run and how a generated module is loaded and wrapped (`require`,
+  `load`, `model_class`).
+
+A new target is a subclass here and a template folder beside `templates/cpu`.
+"""
+
+from __future__ import annotations
+
+from ..errors import CnncError, Diagnostic
+
+
+class Prepare:
+    """Renders the parameter-only ops of a graph as host lines (and, on targets that
+    compute them with kernels, those kernels' sources)."""
+
+    def __init__(self, namer):
+        self.namer = namer
+        self.sources: list[str] = []
+
+    def lines(self, graph, node, params: str = "p") -> list[str]:
+        raise NotImplementedError
+
+
+class Target:
+    name = ""
+    templates = ""               # the folder of its templates under templates/
+    packs_kernels = False        # its dot-product kernels read packed kernel layouts
+    reports_resources = False    # kernel_resources() tells registers, shared memory, ...
+    # Names the generated module defines at its top level (kernels must not take them).
+    module_names: frozenset[str] = frozenset({
+        "forward", "forward_prepared", "prepare", "init_params", "param_views", "np", "math"})
+
+    def __repr__(self) -> str:
+        return f"<target {self.name}>"
+
+    # --- code generation ---
+    def extend(self, kernel, graph) -> None:
+        """Add what this target's templates read to `kernel.context`."""
+
+    def alloc(self, shape: str) -> str:
+        """A host expression making a new array of `shape` (a tuple expression)."""
+        raise NotImplementedError
+
+    def view(self, expr: str, shape: str, remembered: bool) -> str:
+        """`expr` reshaped to `shape`; `remembered`: the same array every call (workspace
+        slots, parameters), so a target may keep the view."""
+        return f"{expr}.reshape({shape})"
+
+    def host_number(self, var: str) -> str:
+        """How a step returns a one-element result held in `var`."""
+        raise NotImplementedError
+
+    def prepare(self, namer) -> Prepare:
+        raise NotImplementedError
+
+    # --- running ---
+    def require(self) -> None:
+        """Raise CnncRuntimeError saying what is missing when modules cannot run here."""
+
+    def load(self, path, name: str, generated):
+        """Import the generated module at `path` as `name` (`generated`: the code
+        generator's output for it, or None when it came from the cache)."""
+        raise NotImplementedError
+
+    @property
+    def model_class(self):
+        raise NotImplementedError
+
+    def kernel_resources(self, compiled, cc) -> list[dict]:
+        """Registers, shared memory and spills of every kernel (GPU targets)."""
+        raise CnncError(Diagnostic(f"--target {self.name} has no kernel resources to report "
+                                   "(they are a GPU target's: --target cuda)"))
+
+    def write_device_code(self, compiled, directory, cc) -> str:
+        """Write every kernel's device code (PTX) to `directory`; a line saying what."""
+        raise CnncError(Diagnostic(f"--ptx needs --target cuda, not --target {self.name}"))

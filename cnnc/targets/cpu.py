@@ -1,0 +1,176 @@
+"""The CPU target: `@njit(parallel=True)` kernels from templates/cpu, numpy host code.
+
+What is CPU-only: the loop schedule of a convolution (chosen from its kernel layout and
+channel counts), the fixed chunk count of deterministic reductions, the comments saying
+which loop runs in parallel, numpy arrays on the host, derived parameters computed by
+numpy once per parameter set, and loading through the shared kernel store.
+"""
+
+from __future__ import annotations
+
+from ..codegen.exprs import f32, substitute
+from ..codegen.kernels import Kernel
+from ..ir import ops
+from .base import Prepare, Target
+
+# One-input-channel convolutions vectorize over output channels from this many on (over
+# output columns below it).
+TAPS_MIN_CHANNELS = 16
+CHUNKS = 16       # fixed chunk count of deterministic reductions (any thread count)
+
+
+def _affine(var: str, scale: int, offset: int) -> str:
+    text = var if scale == 1 else f"{var} * {scale}"
+    return f"{text} + {offset}" if offset else text
+
+
+def _conv2d(kernel: Kernel, graph) -> None:
+    ctx = kernel.context
+    conv = kernel.group.anchor
+    if ctx.packed:
+        ctx.schedule = "rowdot"
+        how = ("Each thread gathers an output row's patches (out_w, kh*kw*cin) and multiplies "
+               "them with the packed kernel in blocks of 2 columns x 4 channels (8 sums in "
+               "registers, the tap loop vectorized).")
+    elif graph.type(conv.output).shape[-1] >= TAPS_MIN_CHANNELS:
+        ctx.schedule = "taps"
+        ctx.tap_col = lambda s: _affine("ow", ctx.sw, s * ctx.dw)
+        terms = [f"x{r}_{s} * wk[{r * ctx.kw + s}, co]"
+                 for r in range(ctx.kh) for s in range(ctx.kw)]
+        ctx.tap_sum = "v = (\n    " + "\n    + ".join(terms) + "\n)"
+        how = ("One input channel: each thread zero-pads the input rows under an output row; "
+               "per output column the taps under it multiply the kernel's rows, vectorized "
+               "over output channels.")
+    else:
+        ctx.schedule = "cols"
+        terms = [f"w{r}_{s} * rows[{r}, {_affine('ow', ctx.sw, s * ctx.dw)}]"
+                 for r in range(ctx.kh) for s in range(ctx.kw)]
+        ctx.col_sum = "v = (\n    " + "\n    + ".join(terms) + "\n)"
+        how = ("One input channel: each thread zero-pads the input rows under an output row "
+               "and sums the shifted rows per output channel, vectorized over output columns.")
+    ctx.by_column = ctx.schedule in ("rowdot", "taps")     # acc[ow, co], else acc[co, ow]
+    if ctx.pool is not None:
+        p = ctx.pool
+        ctx.loops = [f"Parallel over (n, pooled row). {how} The {p.kh} convolution rows under "
+                     f"a row of {p.kh}x{p.kw} windows go through the epilogue and are pooled "
+                     f"at once: the convolution output is never written."]
+    else:
+        ctx.loops = [f"Parallel over (n, output row). {how} Writes y once."]
+
+
+def _dense(kernel: Kernel, graph) -> None:
+    ctx = kernel.context
+    ctx.loops = [f"Parallel over samples; each thread accumulates {ctx.x}[n, i] * w[i, :] "
+                 "into a row (contiguous innermost loop)" +
+                 (", then applies the softmax to the row." if ctx.row else ".")]
+
+
+def _pool2d(kernel: Kernel, graph) -> None:
+    ctx = kernel.context
+    ctx.loops = ["Parallel over (n, output row); " + (
+        "windows clipped to the input." if ctx.padded else
+        "the window taps unrolled." if ctx.kh * ctx.kw <= 16 else "windows inside the input.")]
+
+
+def _pool2d_grad(kernel: Kernel, graph) -> None:
+    ctx = kernel.context
+    ctx.loops = ["Parallel over rows of dx; each window's positions written once."
+                 if ctx.gather else "Parallel over samples (overlapping windows)."]
+
+
+def _chunked(text: str):
+    def extend(kernel: Kernel, graph) -> None:
+        kernel.context.chunks = CHUNKS
+        kernel.context.loops = [text]
+    return extend
+
+
+def _loops(text: str):
+    def extend(kernel: Kernel, graph) -> None:
+        kernel.context.loops = [text]
+    return extend
+
+
+def _update(kernel: Kernel, graph) -> None:
+    kernel.context.loops = ["Parallel over elements." + (
+        " One kernel updates every parameter of the step (the flat parameter buffer)."
+        if kernel.context.all else "")]
+
+
+EXTENSIONS = {
+    "conv2d": _conv2d,
+    "dense": _dense,
+    "pool2d": _pool2d,
+    "global_pool2d": _loops("Parallel over samples; channels innermost."),
+    "elementwise": _loops("Parallel over all elements of the flattened tensor."),
+    "softmax": _loops("Parallel over rows (all axes but the last)."),
+    "conv2d_grad_input": _loops(
+        "Parallel over (n, input row); each thread gathers the dy values under each input "
+        "position and multiplies them with the packed kernel in blocks of 2 columns x 4 "
+        "channels."),
+    "conv2d_grad_weight": _chunked(
+        f"Parallel over {CHUNKS} fixed chunks of the batch, then over taps for the ordered "
+        f"sum of the chunks."),
+    "dense_grad_weight": _loops("Parallel over blocks of 4 inputs, after transposing x and "
+                                "dy."),
+    "reduce_channels": _chunked(f"Parallel over {CHUNKS} fixed chunks of rows; chunks summed "
+                                f"in order."),
+    "pool2d_grad": _pool2d_grad,
+    "global_pool2d_grad": _loops("Parallel over samples."),
+    "softmax_grad": _loops("Parallel over rows."),
+    "batchnorm_train": _chunked("Parallel over fixed chunks of rows for the batch "
+                                "statistics, then over rows to normalize."),
+    "batchnorm_train_grad": _chunked("Parallel over fixed chunks of rows for the channel "
+                                     "sums, then over rows."),
+    "loss": _loops("Parallel over rows; the batch sums are taken in row order."),
+    "update": _update,
+}
+
+
+class NumpyPrepare(Prepare):
+    """A derived parameter as a numpy expression over whole arrays."""
+
+    def lines(self, graph, node, params: str = "p") -> list[str]:
+        op = ops.get(node.op)
+        lines = [f"# {node.op}: {op.doc}"]
+        lines += [f"{role} = {params}[{value!r}]" for role, value in zip(op.inputs, node.inputs)]
+        names = {k: f32(v) for k, v in node.attrs.items() if isinstance(v, float)}
+        expr = substitute(op.expr, names)
+        if len(expr) + len(node.output) > 80:
+            lines += [f"value = {expr}", f"{params}[{node.output!r}] = value"]
+        else:
+            lines.append(f"{params}[{node.output!r}] = {expr}")
+        return lines
+
+
+class CpuTarget(Target):
+    name = "cpu"
+    templates = "cpu"
+    packs_kernels = True
+
+    def extend(self, kernel: Kernel, graph) -> None:
+        kernel.context.parallel = True
+        EXTENSIONS[kernel.template](kernel, graph)
+
+    def alloc(self, shape: str) -> str:
+        return f"np.empty({shape}, dtype=DTYPE)"
+
+    def host_number(self, var: str) -> str:
+        return f"{var}[0]"
+
+    def prepare(self, namer) -> Prepare:
+        return NumpyPrepare(namer)
+
+    def load(self, path, name: str, generated):
+        """Import the module, then point its kernels at the shared kernel store's copies
+        (compiled once per process for every model holding the same kernel)."""
+        from ..runtime import kernel_store
+        from ..runtime.cache import import_module
+        module = import_module(path, name)
+        kernel_store.link(module, path, generated)
+        return module
+
+    @property
+    def model_class(self):
+        from ..runtime.model import CompiledModel
+        return CompiledModel
