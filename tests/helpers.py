@@ -8,7 +8,7 @@ import random
 import numpy as np
 
 import cnnc
-from oracles import torch_ref
+from oracles import tolerances, torch_ref
 
 
 def compare(text: str, *, fuse="all", batches=(1, 7), seed=0, tol=None, compiled=None,
@@ -21,7 +21,7 @@ def compare(text: str, *, fuse="all", batches=(1, 7), seed=0, tol=None, compiled
     params = torch_ref.random_params(model.model, seed)
     model.set_params(params)
     rng = np.random.default_rng(seed + 1)
-    tol = tol or torch_ref.TOL["float32"]
+    tol = tol or tolerances.FORWARD
     for batch in batches:
         x = rng.normal(size=(batch,) + model.input_shape).astype(np.float32)
         y = model.predict(x)
@@ -96,7 +96,8 @@ def labels_for(loss: str, batch: int, classes: int, rng) -> np.ndarray:
 
 
 def compare_gradients(text: str, loss: str = "categorical_crossentropy", *, batch=3, seed=0,
-                      fuse="all", dropout=False, tol=1e-4, compiled=None, target="cpu"):
+                      fuse="all", dropout=False, tol=tolerances.GRADIENT, compiled=None,
+                      target="cpu"):
     """Gradients of every parameter (and the loss) against torch.autograd in float64:
     |g - g_torch| <= tol * max(1, |g_torch|). Returns the compiled model."""
     from oracles import torch_ref

@@ -2,7 +2,9 @@
 
 Templates fail loudly (undefined variables raise). Code spliced into a template goes
 through the `block` filter, which re-indents it to the column of the line it stands on,
-so no template counts spaces for spliced code.
+so no template counts spaces for spliced code. Loops that a template's literal sizes
+make run once (`for j in range(1):`, a register tile one column wide) become an
+assignment of the index and their body, one level out.
 """
 
 from __future__ import annotations
@@ -52,4 +54,38 @@ def render_code(template: str, **context) -> str:
 
     text = _SENTINEL_LINE.sub(expand, text)
     assert "\x00BLOCK" not in text, "a spliced block was not on a line of its own"
-    return text
+    return single_pass_loops(text)
+
+
+_ONE_PASS = re.compile(r"^([ \t]*)for (\w+) in range\(1\):[ \t]*$")
+
+
+def single_pass_loops(text: str) -> str:
+    """`for v in range(1):` + body -> `v = 0` + the body dedented, unless the body breaks
+    or continues (which would then mean the enclosing loop)."""
+    lines = text.split("\n")
+    out: list[str] = []
+    i = 0
+    while i < len(lines):
+        match = _ONE_PASS.match(lines[i])
+        if match is None:
+            out.append(lines[i])
+            i += 1
+            continue
+        indent = match.group(1)
+        end = i + 1
+        while end < len(lines) and (not lines[end].strip() or
+                                    len(lines[end]) - len(lines[end].lstrip()) > len(indent)):
+            end += 1
+        while end > i + 1 and not lines[end - 1].strip():   # trailing blank lines stay out
+            end -= 1
+        body = lines[i + 1:end]
+        if any(line.strip() in ("break", "continue") for line in body):
+            out.append(lines[i])
+            i += 1
+            continue
+        step = len(body[0]) - len(body[0].lstrip()) - len(indent)
+        out.append(f"{indent}{match.group(2)} = 0")
+        out.extend(line[step:] if line.strip() else line for line in body)
+        i = end
+    return "\n".join(out)

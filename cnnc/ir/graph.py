@@ -161,9 +161,10 @@ class Graph:
 
     @cached_property
     def consumers(self) -> dict[str, list[Node]]:
+        """value -> the nodes reading it, each once (however many of its inputs it is)."""
         uses: dict[str, list[Node]] = {name: [] for name in self.values}
         for node in self.nodes:
-            for name in node.inputs:
+            for name in dict.fromkeys(node.inputs):
                 uses.setdefault(name, []).append(node)
         return uses
 

@@ -23,6 +23,10 @@ def read_npz(path) -> dict[str, np.ndarray]:
     """All arrays of an .npz file (pickles refused); FileError naming the file otherwise."""
     path = Path(path)
     try:
+        with open(path, "rb") as f:
+            magic = f.read(4)
+        if magic != b"PK\x03\x04" and magic[:1] != b"\x93":
+            raise FileError(path, "not a valid .npz file (not a zip archive)")
         with np.load(path, allow_pickle=False) as data:
             if not isinstance(data, np.lib.npyio.NpzFile):
                 raise FileError(path, "not an .npz archive (a single .npy array?)")

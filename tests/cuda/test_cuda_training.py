@@ -18,23 +18,27 @@ import pytest
 import cnnc
 from conftest import ROOT
 from helpers import compare_gradients
+from ops import table
 from tools import differential, grad_grid
 
 def cuda_cases():
     """The CPU target's gradient grid (tests/tools/grad_grid.py) with every fourth row of
     the conv2d and pooling geometry grids (the forward tests run them pairwise), and the
-    activations stacked in one model rather than one model each."""
+    activations of the op table stacked in a model per position rather than one model
+    each."""
     for name, text, loss, kw in grad_grid.cases(False):
         if name.startswith(("conv2d {", "pool {")) and kw.get("seed", 0) % 4:
             continue
         if name.startswith("activation "):
             continue
         yield name, text, loss, kw
-    layers = " ".join(f"dense(6, activation={a})" for a in
-                      ("relu", "sigmoid", "tanh", "elu", "leaky_relu", "linear", "softmax",
-                       "elu(alpha=0.5)", "leaky_relu(alpha=0.2)"))
-    yield "every activation", (f"model m {{ {grad_grid.BODY} {layers} "
+    dense = " ".join(f"dense(6, activation={a})" for a in table.activation_variants())
+    yield "every activation", (f"model m {{ {grad_grid.BODY} {dense} "
                                f"dense(3, activation=softmax) }}"), "categorical_crossentropy", {}
+    convs = " ".join(f"conv2d(2, kernel=1, activation={a})" for a in table.activation_variants())
+    yield "every activation on feature maps", (
+        f"model m {{ input(3, 3, 2) conv2d(2, kernel=1) {convs} maxpool2d(2) "
+        f"flatten() dense(3, activation=softmax) }}"), "categorical_crossentropy", {}
 
 
 CASES = list(cuda_cases())

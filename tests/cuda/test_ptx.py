@@ -108,3 +108,24 @@ def test_ptx_needs_the_real_cuda_target(tmp_path):
                              str(EXAMPLES / "lenet5.cnn"), "--ptx", str(tmp_path / "ptx")],
                             env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 2 and "--ptx needs --target cuda" in result.stderr
+
+
+def test_every_activation_compiles_and_assembles(tmp_path, ptxas):
+    """Each activation of the op table (forward and gradient, in a dense layer's epilogue)
+    through NVVM and ptxas: the math functions they call exist on the device."""
+    from ops.table import activation_variants
+    layers = " ".join(f"dense(4, activation={a})" for a in activation_variants())
+    path = tmp_path / "activations.cnn"
+    path.write_text(f"model activations {{ input(2, 2, 2) flatten() {layers} "
+                    f"dense(3, activation=softmax) }}\n"
+                    f"train activations {{ loss = categorical_crossentropy optimizer = sgd }}\n")
+    result = subprocess.run([sys.executable, str(ROOT / "tests/tools/ptx_check.py"),
+                             "--cc", "9.0", "--arch", "sm_90", str(path)],
+                            env=real_cuda_env(tmp_path), capture_output=True, text=True,
+                            timeout=1800)
+    records = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert records and all(r["ok"] for r in records), \
+        json.dumps([r for r in records if not r["ok"]][:3], indent=1) + result.stderr[-2000:]
+    kernels = " ".join(r["kernel"] for r in records)
+    for name in ("gelu", "silu", "hard_sigmoid", "gelu_grad", "silu_grad", "hard_sigmoid_grad"):
+        assert f"_{name}_" in kernels, name

@@ -5,7 +5,9 @@ types and parameter names) and builds the network out of stock torch.nn layers -
 nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d, nn.BatchNorm2d/1d, nn.Linear, nn.Flatten,
 nn.Softmax, ... -- nested as the model file nests them (a `Residual` module per residual
 block). It shares no code with cnnc's kernels nor with tests/oracles/torch_ref.py (the
-functional oracle), so that the two oracles and cnnc are three separate implementations.
+functional oracle) but the table naming torch's layer for each activation
+(oracles/activations.py), so that the two oracles and cnnc are three separate
+implementations.
 
 Conventions bridged here, all in the translator and none in the layers:
 
@@ -43,6 +45,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from oracles.activations import TORCH_ACTIVATIONS
 
 
 def tf_same_pads(size: int, window: int, stride: int, dilation: int = 1) -> tuple[int, int]:
@@ -144,15 +148,7 @@ def _features(order):
     return (lambda a: a[order]), (lambda a: a[inv])
 
 
-ACTIVATION_MODULES = {
-    "relu": lambda attrs: nn.ReLU(),
-    "sigmoid": lambda attrs: nn.Sigmoid(),
-    "tanh": lambda attrs: nn.Tanh(),
-    "elu": lambda attrs: nn.ELU(alpha=attrs["alpha"]),
-    "leaky_relu": lambda attrs: nn.LeakyReLU(negative_slope=attrs["alpha"]),
-    "linear": lambda attrs: nn.Identity(),
-    "softmax": lambda attrs: nn.Softmax(dim=1),          # the channels: dim 1 in NCHW
-}
+ACTIVATION_MODULES = TORCH_ACTIVATIONS
 
 
 class TorchModel(nn.Module):

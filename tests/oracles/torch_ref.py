@@ -12,7 +12,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-TOL = {"float32": 1e-4}          # absolute tolerance against float64 references
+from oracles.activations import TORCH_ACTIVATIONS
+
 
 
 def _pads(attrs):
@@ -50,20 +51,10 @@ def apply(op: str, attrs, ins: list, params: list):
         return x @ params[0]
     if op == "flatten":
         return x.permute(0, 2, 3, 1).reshape(x.shape[0], -1)    # NHWC order, as Keras
-    if op in ("dropout", "linear"):
+    if op == "dropout":
         return x
-    if op == "relu":
-        return F.relu(x)
-    if op == "sigmoid":
-        return torch.sigmoid(x)
-    if op == "tanh":
-        return torch.tanh(x)
-    if op == "elu":
-        return F.elu(x, alpha=attrs["alpha"])
-    if op == "leaky_relu":
-        return F.leaky_relu(x, negative_slope=attrs["alpha"])
-    if op == "softmax":
-        return torch.softmax(x, dim=1)                          # channels are dim 1
+    if op in TORCH_ACTIVATIONS:
+        return TORCH_ACTIVATIONS[op](attrs)(x)
     if op == "batchnorm":
         gamma, beta, mean, var = params
         return (x - _channel(mean, x)) / torch.sqrt(_channel(var, x) + attrs["epsilon"]) \

@@ -80,14 +80,15 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))     # tests/
 
 from generators.random_models import random_model
+from oracles import tolerances
 from oracles.torch_module import TorchModel, keras_loss
 
 import cnnc
 from cnnc.passes.options import Fusion
 
-TOL = 1e-4
-STEP_TOL = 1e-5
-TOL64 = 1e-9
+TOL = tolerances.GRADIENT
+STEP_TOL = tolerances.STEP
+TOL64 = tolerances.FLOAT64
 FLOAT32_CHECKS = ("forward/", "loss/", "grads/", "step/loss", "step/grads")
 FLOAT32_CAP = 10.0
 SATURATED = 1e-5

@@ -14,13 +14,17 @@ from __future__ import annotations
 import json
 import sys
 import traceback
+from pathlib import Path
 
 import numpy as np
 
-import cnnc
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))     # tests/
+
+import cnnc  # noqa: E402
+from cnnc.ir.ops import activation_ops  # noqa: E402
+from oracles.tolerances import FINITE_DIFFERENCES as TOL  # noqa: E402
 
 H = 1e-5
-TOL = 1e-6
 TANH = "activation=tanh"
 CASES = [
     ("conv2d strided same", "input(7, 6, 2) conv2d(3, kernel=3, strides=2, padding=same, "
@@ -52,6 +56,9 @@ CASES = [
     ("binary_crossentropy on probabilities", "input(3, 3, 2) flatten() dense(4, "
      f"{TANH}) dense(2, activation=sigmoid)", "binary_crossentropy", "none"),
     ("mse", "input(3, 3, 2) flatten() dense(3)", "mse", "all"),
+    # every activation of the op table, each in a dense layer's epilogue
+    ("every activation", "input(2, 3, 2) flatten() " + " ".join(
+        f"dense(4, activation={a})" for a in activation_ops()) + " dense(3)", "mse", "all"),
 ]
 
 

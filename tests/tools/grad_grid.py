@@ -6,8 +6,9 @@
 Prints one JSON line per case. Each case is a small model around the op under test --
 a 1x1 convolution before it (so the gradient flows through the op into a parameter)
 and a dense layer after -- compared with tests/helpers.py's compare_gradients
-(|g - g_torch| <= 1e-4 * max(1, |g_torch|)). The grid is tests/codegen/test_op_parity.py's:
-pairwise by default, the full product with --full.
+(|g - g_torch| <= 1e-4 * max(1, |g_torch|)). The grid is tests/ops/table.py's: pairwise
+by default, the full product with --full; every activation of the op table in every
+backward position.
 """
 
 from __future__ import annotations
@@ -20,10 +21,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
-sys.path.insert(0, str(HERE.parent / "codegen"))
 
 from helpers import compare_gradients, pairwise, product  # noqa: E402
-from test_op_parity import CONV, POOL, conv_allowed  # noqa: E402
+from ops.table import CONV, POOL, conv_allowed, gradient_activation_cases  # noqa: E402
 
 
 def conv_case(row) -> str:
@@ -61,11 +61,7 @@ def cases(full: bool):
                    f"dense(3, activation=softmax) }}"), "categorical_crossentropy", {}
     yield "softmax inside", (f"model m {{ {BODY} dense(6, activation=relu) activation(softmax) "
                              f"dense(3, activation=softmax) }}"), "categorical_crossentropy", {}
-    for act in ("relu", "sigmoid", "tanh", "elu", "leaky_relu", "linear", "softmax",
-                "elu(alpha=0.5)", "leaky_relu(alpha=0.2)"):
-        yield f"activation {act}", (f"model m {{ {BODY} dense(6, activation={act}) "
-                                    f"dense(3, activation=softmax) }}"),\
-            "categorical_crossentropy", {}
+    yield from gradient_activation_cases()
     yield "batchnorm", ("model m { input(5, 5, 3) conv2d(4, kernel=2, use_bias=false) "
                         "batchnorm(epsilon=0.01) activation(relu) flatten() dense(5) "
                         "batchnorm() dense(3, activation=softmax) }"), \

@@ -46,7 +46,7 @@ ACTIVATION_TABLE = {
                      f"dy * {_SIXTH} if x > DTYPE(-3.0) and x < DTYPE(3.0) else ZERO", "x",
                      ()),
 }
-TAGS = {"leaky_relu": "lrelu", "hard_sigmoid": "hsigmoid"}   # in kernel names
+TAGS = {"leaky_relu": "lrelu"}   # shorter names in kernel function names
 # The loss kinds (from probabilities) an activation at the end of a model joins as their
 # stable logits form when the `loss` rule is on: sigmoid + binary cross-entropy.
 LOGITS = {"sigmoid": {"bce": "sigmoid_bce"}}
