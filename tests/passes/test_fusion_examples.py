@@ -107,6 +107,17 @@ def test_explain_command_text_and_json():
     assert data["kernels_after"] == data["kernels_before"] == 34
     assert data["intermediate_reduction"] == 0
     assert data["groups"][0]["ops"] == ["conv2d"]
+    assert data["fuse"] == "none" and data["graphs"] == []
+    result = subprocess.run([sys.executable, "-m", "cnnc", "explain", "--dump-ir", "--fuse",
+                             "epilogue,pool", str(EXAMPLES / "mnist_cnn.cnn")],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    passes = [line.split()[-1] for line in result.stdout.splitlines()
+              if line.startswith("--- IR after ")]
+    assert passes == ["simplify_inference", "fold_batchnorm", "fuse_loss", "pack_kernels",
+                      "sink_views", "fuse"]
+    assert "model mnist_cnn: fusion epilogue,pool; " in result.stdout
+    assert "fused[epilogue+pool]: conv2d + bias_add + relu + maxpool2d" in result.stdout
 
 
 def test_graph_fused_has_one_cluster_per_kernel():

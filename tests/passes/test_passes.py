@@ -7,8 +7,8 @@ import pytest
 from cnnc.ir.builder import GraphBuilder
 from cnnc.ir.graph import INPUT, TensorType
 from cnnc.ir.ops import ParamSpec
-from cnnc.passes import (PassContext, fold_batchnorm, fuse, pack_kernels, simplify_inference,
-                         sink_views)
+from cnnc.passes import (PassContext, fold_batchnorm, fuse, fuse_loss, pack_kernels,
+                         simplify_inference, sink_views)
 from cnnc.passes.options import Fusion
 from cnnc.passes.verify import VerifyError, verify
 
@@ -130,6 +130,9 @@ def test_pack_kernels_layouts():
     assert after.node("d").attrs["kernel_layout"] == "oi"
     assert after.type("d/kernel:oi").shape == (5, 64)
     verify(after)
+    # a target whose kernels read the Keras layouts (CUDA's tiles): nothing changes
+    graph = b.build([d])
+    assert pack_kernels.run(graph, ctx(pack=False)) is graph
 
 
 # --- sink_views -----------------------------------------------------------------------
@@ -291,3 +294,58 @@ def test_verifier_catches_broken_graphs():
     twice = graph.replace(nodes=graph.nodes * 2)
     with pytest.raises(VerifyError, match="assigned twice"):
         verify(twice)
+
+
+# --- fuse_loss ------------------------------------------------------------------------
+
+def _training_graph(last="softmax", loss="categorical_crossentropy"):
+    import cnnc
+    from cnnc.frontend.program import OptimizerConfig
+    from cnnc.train.autodiff import build_training_graph
+    model = cnnc.parse(f"model m {{ input(2, 2, 1) flatten() dense(3, activation={last}) }}")
+    return build_training_graph(model.model(), loss, OptimizerConfig("sgd", {
+        "learning_rate": 0.01, "momentum": 0.0, "nesterov": False})).graph
+
+
+def test_fuse_loss_turns_softmax_and_cross_entropy_into_the_logits_form():
+    graph = _training_graph()
+    assert graph.node("loss").attrs["kind"] == "cce"
+    assert "softmax_grad" in [n.op for n in graph.nodes]
+    context = ctx(ALL + ("loss",))
+    after = fuse_loss.run(graph, context)
+    ops = [n.op for n in after.nodes]
+    assert "softmax" not in ops and "softmax_grad" not in ops
+    loss = after.node("loss")
+    assert loss.attrs["kind"] == "softmax_xent" and loss.inputs == ("dense/bias_add", "labels")
+    # the bias gradient reads the loss's gradient (dz = p - y) directly
+    assert after.node("d/dense/bias_grad").inputs == ("loss:dz",)
+    assert context.report.notes == [("fuse_loss", "'dense/softmax' joined 'loss': "
+                                                  "softmax_xent from logits")]
+    verify(after)
+
+
+def test_fuse_loss_binary_and_switched_off():
+    graph = _training_graph("sigmoid", "binary_crossentropy")
+    assert fuse_loss.run(graph, ctx(("loss",))).node("loss").attrs["kind"] == "sigmoid_bce"
+    context = ctx(ALL)
+    assert fuse_loss.run(graph, context) is graph
+    (refusal,) = context.report.refusals
+    assert (refusal.rule, refusal.node, refusal.reason) == (
+        "loss", "dense/sigmoid", "rule 'loss' is switched off")
+    # mse has no logits form: nothing to join, nothing refused
+    context = ctx(("loss",))
+    assert fuse_loss.run(_training_graph("sigmoid", "mse"), context).node(
+        "loss").attrs["kind"] == "mse" and not context.report.refusals
+
+
+def test_fuse_loss_refuses_when_the_probabilities_are_read_elsewhere():
+    from cnnc.ir.graph import Node
+    graph = _training_graph()
+    extra = Node("peek", "relu", ("dense/softmax",), ("peek",), layer="peek")
+    values = dict(graph.values, peek=graph.values["dense/softmax"].__class__(
+        "peek", graph.type("dense/softmax")))
+    graph = graph.replace(nodes=graph.nodes + (extra,), values=values,
+                          outputs=graph.outputs + ("peek",))
+    context = ctx(("loss",))
+    assert fuse_loss.run(graph, context) is graph
+    assert context.report.refusals[0].reason == "'dense/softmax' is read by more than its loss"
