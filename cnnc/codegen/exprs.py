@@ -26,14 +26,16 @@ def f32(value: float) -> str:
     return f"DTYPE({float(value)!r})"
 
 
+class _Replace(ast.NodeTransformer):
+    def __init__(self, names: dict[str, str]):
+        self.names = names
+
+    def visit_Name(self, node):
+        if node.id in self.names:
+            return ast.parse(self.names[node.id], mode="eval").body
+        return node
+
+
 def substitute(expr: str, names: dict[str, str]) -> str:
     """`expr` with each free name in `names` replaced by the given Python expression."""
-    tree = ast.parse(expr, mode="eval")
-
-    class Replace(ast.NodeTransformer):
-        def visit_Name(self, node):
-            if node.id in names:
-                return ast.parse(names[node.id], mode="eval").body
-            return node
-
-    return ast.unparse(Replace().visit(tree))
+    return ast.unparse(_Replace(names).visit(ast.parse(expr, mode="eval")))

@@ -126,6 +126,10 @@ def plan_host(graph: Graph, steps: list[Step], name: str, bindings: dict[str, st
     free: list[Slot] = []
     slot_of: dict[str, Slot] = {}
     slot_names = Namer()
+    dying: dict[int, list[str]] = {}          # step -> values last read there
+    for value, last in last_use.items():
+        dying.setdefault(last, []).append(value)
+    holds_until: dict[int, int] = {}          # id(slot) -> last step a value in it is read
     for i, step in enumerate(run):
         if step.kind == "kernel":
             for value in _outputs(step):
@@ -141,11 +145,13 @@ def plan_host(graph: Graph, steps: list[Step], name: str, bindings: dict[str, st
                     slots.append(slot)
                 slot.size = max(slot.size, t.numel)
                 slot_of[value] = slot
-        for value, last in last_use.items():
-            if last == i and value in slot_of and slot_of[value] not in free and not any(
-                    slot_of.get(v) is slot_of[value] and last_use.get(v, -1) > i
-                    for v in slot_of):
-                free.append(slot_of[value])
+                holds_until[id(slot)] = max(holds_until.get(id(slot), -1),
+                                            last_use.get(value, -1))
+        for value in dying.get(i, ()):
+            slot = slot_of.get(value)
+            if slot is not None and all(s is not slot for s in free) and \
+                    holds_until[id(slot)] <= i:
+                free.append(slot)
     views = []
     for value, slot in slot_of.items():
         var[value] = names(value)

@@ -35,14 +35,16 @@ class Namer:
 
     def __init__(self, taken=()):
         self.taken = set(taken)
+        self._next: dict[tuple[str, str], int] = {}    # the next number to try per name
 
     def __call__(self, base: str, suffix: str = "") -> str:
         """`base + suffix`, or `base_1 + suffix`, ... when taken."""
         base = ident(base)
-        name, i = base + suffix, 1
+        name, i = base + suffix, self._next.get((base, suffix), 1)
         while name in self.taken:
             name = f"{base}_{i}{suffix}"
             i += 1
+        self._next[base, suffix] = i
         self.taken.add(name)
         return name
 

@@ -56,6 +56,9 @@ class Group:
         return self.members[-1].output
 
 
+# The most nodes between a value read twice and the node its paths rejoin at that the
+# fuser looks through (residual blocks have a handful).
+REGION_LIMIT = 256
 # The rule that lets a complex op's kernel compute each kind of reduction.
 REDUCTION_RULES = {ops.WINDOW: "pool", ops.ROW: "row"}
 
@@ -200,41 +203,31 @@ class Fuser:
 
     def _region(self, value: str) -> list[Node] | None:
         """The nodes from `value`'s readers to their immediate post-dominator, in order,
-        ending with it; None if there is none within reach.
+        ending with it; None if there is none within reach through chainable nodes.
 
-        Candidates are the nodes every reader reaches, earliest first; the first whose
-        region lets no intermediate value escape (read outside it, or a graph output) is
-        the post-dominator: every path from `value` passes through it.
+        A sweep in graph order from the readers: the earliest pending node, while others
+        are pending, is inside the region, so every reader of it joins the pending set;
+        when one node is left pending, every path from `value` has met there: it is the
+        post-dominator. A node that cannot fuse (not chainable, or a graph output inside)
+        ends the search, as does a region past REGION_LIMIT nodes (refusing is always
+        correct: it only leaves a value written).
         """
         graph = self.graph
-        reach = self._reach()
-        readers = graph.consumers[value]
-        common = set.intersection(*(reach[r.name] for r in readers))
-        for join in sorted(common, key=self.index.__getitem__):
-            inside = {n.name for n in graph.nodes
-                      if self.index[n.name] <= self.index[join]
-                      and any(n.name in reach[r.name] for r in readers)
-                      and join in reach[n.name]}
-            region = [n for n in graph.nodes if n.name in inside]
-            if not any(out in graph.outputs or any(r.name not in inside
-                                                   for r in graph.consumers.get(out, []))
-                       for node in region if node.name != join for out in node.outputs):
-                return region
-        return None
-
-    def _reach(self) -> dict[str, set[str]]:
-        """node -> the nodes reachable from it, itself included (computed once)."""
-        if not hasattr(self, "_reach_cache"):
-            graph = self.graph
-            reach: dict[str, set[str]] = {}
-            for node in reversed(graph.nodes):
-                seen = {node.name}
-                for out in node.outputs:
-                    for reader in graph.consumers.get(out, []):
-                        seen |= reach[reader.name]
-                reach[node.name] = seen
-            self._reach_cache = reach
-        return self._reach_cache
+        pending = {r.name: r for r in graph.consumers[value]}
+        inside: list[Node] = []
+        while True:
+            node = min(pending.values(), key=lambda n: self.index[n.name])
+            if not _chainable(node):
+                return None
+            if len(pending) == 1:
+                return inside + [node]
+            del pending[node.name]
+            if len(inside) >= REGION_LIMIT or any(out in graph.outputs for out in node.outputs):
+                return None
+            inside.append(node)
+            for out in node.outputs:
+                for reader in graph.consumers.get(out, []):
+                    pending[reader.name] = reader
 
 
 def run(graph: Graph, ctx) -> Graph:

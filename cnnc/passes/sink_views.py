@@ -20,39 +20,45 @@ from ..ir import ops
 from ..ir.graph import Graph, Value
 
 
-def _sinkable(graph: Graph, node) -> bool:
+def _sinkable(graph: Graph, node, view) -> bool:
+    """Whether `node` may move above `view`, the reshape producing its first input."""
     op = ops.get(node.op)
     if op.category != ops.ELEMENTWISE or op.expr is None or op.view or not node.inputs:
         return False
-    view = graph.producer(node.inputs[0])
-    if view is None or not ops.get(view.op).view or graph.uses(node.inputs[0]) != 1 or \
-            node.inputs[0] in graph.outputs or len(view.inputs) != 1:
+    if graph.uses(node.inputs[0]) != 1 or node.inputs[0] in graph.outputs or \
+            len(view.inputs) != 1:
         return False
     return all(not graph.type(v).batched and graph.type(v).shape == ()
                for v in node.inputs[1:])
 
 
 def run(graph: Graph, ctx) -> Graph:
+    """One pass in graph order: a view is held where it stands until its reader comes; a
+    reader that may move takes the view's input, and the view moves behind it (where it
+    may meet the next reader of a chain). Linear in the number of nodes."""
     if "epilogue" not in ctx.fusion:
         return graph
-    while True:
-        node = next((n for n in graph.nodes if _sinkable(graph, n)), None)
-        if node is None:
-            return graph
-        view = graph.producer(node.inputs[0])
-        source = view.inputs[0]
-        moved = f"{node.output}:pre_{view.op}"
-        values = dict(graph.values)
-        values[moved] = Value(moved, graph.type(source), graph.values[node.output].role)
-        del values[view.output]
-        new_op = node.with_(inputs=(source,) + node.inputs[1:], outputs=(moved,))
-        new_view = view.with_(inputs=(moved,), outputs=(node.output,))
-        nodes = []
-        for n in graph.nodes:
-            if n is view:
-                continue
-            nodes.append(new_op if n is node else n)
-            if n is node:
-                nodes.append(new_view)
-        ctx.note("sink_views", f"'{node.name}' moved above {view.op} '{view.name}'")
-        graph = graph.replace(values=values, nodes=tuple(nodes))
+    nodes: list = []
+    held: dict[str, int] = {}           # a view's output -> its place in `nodes`
+    values = dict(graph.values)
+    for node in graph.nodes:
+        first = node.inputs[0] if node.inputs else None
+        if first in held and _sinkable(graph, node, nodes[held[first]]):
+            index = held.pop(first)
+            view = nodes[index]
+            nodes[index] = None
+            source = view.inputs[0]
+            moved = f"{node.output}:pre_{view.op}"
+            values[moved] = Value(moved, values[source].type, graph.values[node.output].role)
+            del values[view.output]
+            nodes.append(node.with_(inputs=(source,) + node.inputs[1:], outputs=(moved,)))
+            held[node.output] = len(nodes)
+            nodes.append(view.with_(inputs=(moved,), outputs=(node.output,)))
+            ctx.note("sink_views", f"'{node.name}' moved above {view.op} '{view.name}'")
+            continue
+        if ops.get(node.op).view and len(node.outputs) == 1:
+            held[node.output] = len(nodes)
+        nodes.append(node)
+    if len(nodes) == len(graph.nodes) and all(a is b for a, b in zip(nodes, graph.nodes)):
+        return graph
+    return graph.replace(values=values, nodes=tuple(n for n in nodes if n is not None))
