@@ -53,6 +53,9 @@ def cmd_summary(args) -> int:
 def cmd_graph(args) -> int:
     from .reports import viz
     program = _program(args)
+    if args.output:
+        from .util import check_output
+        check_output(args.output, inputs=[args.file])
     model = _model(program, args.model)
     fmt = args.format or (Path(args.output).suffix.lstrip(".") if args.output else "dot")
     if fmt not in ("dot", "svg", "png"):
@@ -70,6 +73,17 @@ def cmd_graph(args) -> int:
     return 0
 
 
+def _positive(text: str) -> int:
+    """An argparse type: a positive integer (argparse reports the error, exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expects a positive integer, got '{text}'") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expects a positive integer, got {value}")
+    return value
+
+
 def _cc(text: str) -> tuple[int, int]:
     major, _, minor = text.partition(".")
     if not (major.isdigit() and minor.isdigit()):
@@ -79,9 +93,13 @@ def _cc(text: str) -> tuple[int, int]:
 
 def cmd_compile(args) -> int:
     from .compiler import lower
-    from .util import atomic_write_text
+    from .util import atomic_write_text, check_output
     target = targets.get(args.target)
     cc = _cc(args.cc)
+    if args.output not in (None, "-"):
+        check_output(args.output, inputs=[args.file])
+    if args.ptx:
+        check_output(args.ptx, inputs=[args.file], directory=True, flag="--ptx")
     compiled = lower(args.file, model=args.model, target=target, fuse=args.fuse)
     if args.ptx:
         print(target.write_device_code(compiled, Path(args.ptx), cc), file=sys.stderr)
@@ -139,6 +157,7 @@ def cmd_train(args) -> int:
     from .compiler import compile as compile_model
     from .runtime.fit import NonFiniteLoss
 
+    from .util import check_output
     program = _program(args)
     model_ir = _model(program, args.model)
     config = program.trains.get(model_ir.name)
@@ -151,12 +170,23 @@ def cmd_train(args) -> int:
     if spec is None:
         raise CnncError(Diagnostic("no data: give --data or `data = ...` in the train block",
                                    program.file))
+    run_dir = Path(args.resume or args.output or f"runs/{model_ir.name}")
+    inputs = [args.file] + ([spec] if Path(spec).exists() else [])
+    flag = "--resume" if args.resume else "-o"
+    check_output(run_dir, inputs=inputs, directory=True, flag=flag)
+    for name in ("weights.npz", "checkpoint.npz", "history.json"):
+        check_output(run_dir / name, inputs=inputs, flag=flag)
+    if args.plot:
+        check_output(args.plot, inputs=inputs, flag="--plot")
+    if args.resume and not (run_dir / "checkpoint.npz").is_file():
+        missing = "no such folder" if not run_dir.exists() else "no checkpoint.npz in it"
+        raise CnncError(Diagnostic(f"--resume {run_dir}: nothing to resume ({missing})"))
     ds = datasets.load(spec)
     if ds.note:
         print(ds.note)
-    datasets.check_fits(ds, model_ir.input_type.shape, model_ir.output_type.shape[-1], spec)
-    run_dir = Path(args.resume or args.output or f"runs/{model_ir.name}")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    from .ir.ops.training import LOSSES
+    datasets.check_fits(ds, model_ir.input_type.shape, model_ir.output_type.shape[-1], spec,
+                        LOSSES[config.loss].sparse)
     start = time.perf_counter()
     model = compile_model(args.file, target=args.target, model=model_ir.name, fuse=args.fuse)
     print(f"compiled {model_ir.name} ({model_ir.param_count:,} parameters) in "
@@ -178,8 +208,8 @@ def cmd_train(args) -> int:
     except NonFiniteLoss as e:
         print(f"cnnc: error: {e}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        return 130
+    except KeyboardInterrupt as stop:
+        return getattr(stop, "exit_status", 130)
     model.save_weights(run_dir / "weights.npz")
     if ds.x_test is not None:
         loss, acc = model.evaluate(ds.x_test, ds.y_test)
@@ -197,6 +227,9 @@ def cmd_train(args) -> int:
 
 def cmd_data(args) -> int:
     from . import data as datasets
+    if args.dir:
+        from .util import check_output
+        check_output(args.dir, directory=True, flag="--dir")
     path = datasets.fetch(args.name, args.dir, args.url)
     print(f"{args.name}: 4 files with matching MD5 sums in {path}")
     return 0
@@ -234,8 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file")
     p.add_argument("--model")
     p.add_argument("--data", help="mnist, fashion_mnist, a folder of IDX files or an .npz")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int)
+    p.add_argument("--epochs", type=_positive, help="epochs in all (with --resume too)")
+    p.add_argument("--batch-size", type=_positive, help="samples per step")
     p.add_argument("--target", choices=tuple(targets.TARGETS), default="cpu")
     p.add_argument("--fuse", default="all", help=TRAIN_FUSE_HELP)
     p.add_argument("-o", "--output", help="run directory (default runs/MODEL)")
@@ -299,11 +332,23 @@ def main(argv: list[str] | None = None) -> int:
     except CnncRuntimeError as e:
         print(f"cnnc: error: {e}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
         print("cnnc: interrupted", file=sys.stderr)
-        return 130
+        return getattr(stop, "exit_status", 130)
     except BrokenPipeError:
         return 0
+    except MemoryError:
+        if debug:
+            raise
+        print("cnnc: error: out of memory (the model, its batch or the data does not fit "
+              "this machine's memory)", file=sys.stderr)
+        return 1
+    except OSError as e:                 # the machine's: disk full, permissions, ...
+        if debug:
+            raise
+        where = f": {e.filename}" if e.filename else ""
+        print(f"cnnc: error: {e.strerror or e}{where}", file=sys.stderr)
+        return 1
     except Exception as e:  # an internal error: a bug in cnnc, not bad input
         if debug:
             raise

@@ -107,7 +107,8 @@ def compile(path_or_text, target="cpu", *, model: str | None = None, fuse="all",
                     dtype=dtype)
     path = module_path(compiled.model.name, key)
     source = ensure_module(path, compiled.source)
-    module = target.load(path, f"cnnc_{compiled.model.name}_{key}", compiled.generate)
+    module = target.load(path, f"cnnc_{compiled.model.name}_{key}", source,
+                         compiled.generate)
     return target.model_class(compiled.model, compiled.graph, module, path, source,
                               compiled.options, compiled.program, compiled.report,
                               compiled.config)

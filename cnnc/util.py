@@ -40,3 +40,35 @@ def _umask() -> int:
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def check_output(path, *, inputs=(), directory: bool = False, flag: str = "-o") -> Path:
+    """`path` as an output of a command reading `inputs`: a CnncError (exit 2, nothing
+    written) when it is one of the inputs, when it is a folder where a file is wanted or a
+    file where a folder is, or when a folder above it is a file."""
+    from .errors import CnncError, Diagnostic
+    path = Path(path)
+
+    def refuse(problem: str):
+        raise CnncError(Diagnostic(f"{flag} {path}: {problem}"))
+
+    for given in inputs:
+        if given is not None and _same_file(path, Path(given)):
+            refuse(f"is the input file {given}; no command writes over its own input")
+    for parent in path.absolute().parents:
+        if parent.exists() and not parent.is_dir():
+            refuse(f"{parent} is a file, not a folder")
+    if directory and path.exists() and not path.is_dir():
+        refuse("is a file; a folder is wanted here")
+    if not directory and path.is_dir():
+        refuse("is a folder; a file is wanted here")
+    return path
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+        return a.resolve() == b.resolve()
+    except OSError:
+        return False

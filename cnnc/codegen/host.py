@@ -42,7 +42,7 @@ class HostFunction:
     name: str
     workspace: str                # name of its workspace function ("" when it has none)
     lines: list[str]
-    slots: list[Slot] = field(default_factory=list)
+    allocations: list[tuple[str, str]] = field(default_factory=list)   # (slot, expression)
     views: list[tuple] = field(default_factory=list)   # (var, slot, numel, shape, value)
     unpack: list[str] = field(default_factory=list)
 
@@ -208,6 +208,8 @@ def plan_host(graph: Graph, steps: list[Step], name: str, bindings: dict[str, st
         else:
             head = ["("] + [f"    {line}" for line in unpack] + [f") = {workspace}(n)"]
         lines = head + lines
-    host = HostFunction(name, workspace, lines, slots, views, unpack)
+    allocations = [(slot.name, target.alloc(f"n * {slot.size}" if slot.batched
+                                            else str(slot.size))) for slot in slots]
+    host = HostFunction(name, workspace, lines, allocations, views, unpack)
     host.var = var
     return host

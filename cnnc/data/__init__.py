@@ -99,14 +99,22 @@ def _images(array: np.ndarray, path) -> np.ndarray:
         array = array[..., None]
     if array.ndim != 4:
         raise FileError(path, f"images must be (N, H, W) or (N, H, W, C), found {array.shape}")
+    if array.dtype.kind not in "biuf":
+        raise FileError(path, f"images must be numbers, found {array.dtype} values")
+    if len(array) == 0:
+        raise FileError(path, "holds no images")
     x = array.astype(np.float32)
     if array.dtype == np.uint8:
         x /= 255.0
+    elif not np.all(np.isfinite(x)):
+        raise FileError(path, "images hold NaN or infinite values (or values too large "
+                              "for float32)")
     return x
 
 
 def _labels(array: np.ndarray, path) -> np.ndarray:
-    if array.ndim != 1 and not (array.ndim == 2):
+    """Labels as labels of some model (their fit to this one: check_fits)."""
+    if array.ndim not in (1, 2):
         raise FileError(path, f"labels must be (N,) or (N, classes), found {array.shape}")
     return array
 
@@ -193,8 +201,12 @@ def embedded_mnist() -> Dataset:
                         f"{k:,} digits for training and {len(x) - k:,} for testing")
 
 
-def check_fits(ds: Dataset, input_shape: tuple, classes: int, source: str) -> None:
-    """Refuse data whose images or labels do not fit the model."""
+def check_fits(ds: Dataset, input_shape: tuple, classes: int, source: str,
+               sparse: bool = False) -> None:
+    """Refuse data whose images or labels do not fit the model (`classes`: its outputs;
+    `sparse`: its loss reads class indices). The label rules are the API's too
+    (cnnc.runtime.labels)."""
+    from ..runtime.labels import LabelError, check_labels
     for split in ("train", "test"):
         x, y = getattr(ds, f"x_{split}"), getattr(ds, f"y_{split}")
         if x is None:
@@ -202,9 +214,10 @@ def check_fits(ds: Dataset, input_shape: tuple, classes: int, source: str) -> No
         if tuple(x.shape[1:]) != tuple(input_shape):
             raise FileError(source, f"{split} images are {x.shape[1:]}, the model expects "
                                     f"{tuple(input_shape)}")
-        if y.ndim == 1 and classes > 1 and y.size and (y.min() < 0 or y.max() >= classes):
-            raise FileError(source, f"{split} labels range over {int(y.min())}..{int(y.max())},"
-                                    f" the model has {classes} outputs")
+        try:
+            check_labels(y, classes, sparse)
+        except LabelError as e:
+            raise FileError(source, f"{split} labels {e}") from None
 
 
 def fetch(name: str, dest=None, base_url: str | None = None, timeout: float = 60) -> Path:

@@ -23,8 +23,7 @@ from .parser import parse_text
 from .program import LayerInfo, Model, Program
 from .train_block import check_train_block
 
-NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]{0,63}\Z")
-MAX_DEPTH = 64
+NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]{0,%d}\Z" % (limits.MAX_NAME - 1))
 
 
 def decode(data: bytes, file: str) -> str:
@@ -40,7 +39,9 @@ def decode(data: bytes, file: str) -> str:
         raise CnncError(Diagnostic(f"file is not valid UTF-8 (byte 0x{data[e.start]:02x})",
                                    file, Loc(line, col), shown.decode("utf-8", "replace"),
                                    hint="save the file as UTF-8")) from None
-    return text.removeprefix("\ufeff")
+    # Windows (CR LF) and old Mac (CR) line endings read as LF: lines and columns agree
+    # with what an editor shows.
+    return text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
 
 
 def check(text: str, file: str = "<string>") -> Program:
@@ -58,6 +59,10 @@ def check(text: str, file: str = "<string>") -> Program:
     models: dict[str, Model] = {}
     lines = text.splitlines()
     for block in tree.models:
+        if len(block.name) > limits.MAX_NAME:
+            diags.error(f"model name of {len(block.name)} characters: at most "
+                        f"{limits.MAX_NAME}", block.loc)
+            continue
         if block.name in models:
             diags.error(f"duplicate model name '{block.name}'", block.loc,
                         notes=(diags.note("first defined here", models[block.name].loc),))
@@ -231,6 +236,10 @@ class _ModelChecker:
             if d.value <= 0:
                 self.diags.error(f"input sizes must be positive, got {d.value}", d.loc)
                 return None
+            if d.value > limits.MAX_INT:
+                self.diags.error(f"input sizes must be at most {limits.MAX_INT}, got "
+                                 f"{d.value}", d.loc)
+                return None
             sizes.append(d.value)
         return self.builder.input("input", TensorType(tuple(sizes)), INPUT)
 
@@ -248,8 +257,9 @@ class _ModelChecker:
 
     def _residual(self, stmt: ast.Residual, x: str | None, depth: int) -> str | None:
         name = self.names[id(stmt)]
-        if depth + 1 > MAX_DEPTH:
-            self.diags.error(f"residual blocks nested deeper than {MAX_DEPTH}", stmt.loc)
+        if depth + 1 > limits.MAX_DEPTH:
+            self.diags.error(f"residual blocks nested deeper than {limits.MAX_DEPTH}",
+                             stmt.loc)
             return None
         if not stmt.body:
             self.diags.error("empty residual block: it would add its input to itself",

@@ -15,6 +15,7 @@ from ..errors import did_you_mean
 from ..ir import ops
 from ..ir.attrs import Activation, AttrError, Bool, Enum, Float, Int, Kind, Pair, Str
 from . import ast
+from .limits import MAX_INT
 
 
 def convert(kind: Kind, value: ast.Value) -> Any:
@@ -33,19 +34,25 @@ def checked(kind: Kind, python_value, node) -> Any:
         raise AttrError(e.message, e.hint, e.loc or node.loc, e.full) from None
 
 
+def _bounded(kind: Int) -> Int:
+    """An integer kind with the language's limit where it sets none (limits.MAX_INT)."""
+    return kind if kind.max is not None else Int(kind.min, MAX_INT)
+
+
 def _int(kind: Int, value):
     if not isinstance(value, ast.Int):
         raise wrong(kind.what, value)
-    return checked(kind, value.value, value)
+    return checked(_bounded(kind), value.value, value)
 
 
 def _pair(kind: Pair, value):
+    element = _bounded(kind.element)
     if isinstance(value, ast.Int):
-        v = checked(kind.element, value.value, value)
+        v = checked(element, value.value, value)
         return (v, v)
     if isinstance(value, ast.Tuple) and len(value.items) == 2 and \
             all(isinstance(i, ast.Int) for i in value.items):
-        return tuple(checked(kind.element, i.value, i) for i in value.items)
+        return tuple(checked(element, i.value, i) for i in value.items)
     raise wrong(kind.what, value)
 
 

@@ -2,7 +2,8 @@
 
 A model whose parameters or per-sample activations would not fit in memory is refused
 with the estimate (instead of an out-of-memory crash at run time), and source text that
-nests deeper than the parser can follow is refused before parsing.
+nests deeper than the parser can follow is refused before parsing. Every limit of what
+`cnnc check` accepts is here: what it accepts, compile and train can build.
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ from ..errors import Diagnostics, Loc
 
 MAX_NESTING = 200          # brackets and braces, checked before parsing
 MAX_ELEMENTS = 2**31 - 1   # per tensor: kernels index with 32-bit integers on CUDA
+MAX_INT = 2**31 - 1        # an integer argument (sizes, strides): kernels take it as a literal
+MAX_NAME = 64              # characters of a model or layer name (they name files and code)
+MAX_DEPTH = 64             # residual blocks inside residual blocks
 
 
 def memory_bytes() -> int:

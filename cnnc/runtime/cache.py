@@ -4,21 +4,41 @@
 per (model source, options, target, cnnc version) hash, with the module and Numba's
 on-disk cache of its compiled kernels beside it (`__pycache__`), so a second process
 imports the module and loads machine code instead of compiling.
+
+Nothing is used from the cache unverified:
+
+* a module and its kernel index are written with their SHA-256 beside them
+  (`NAME.sha256`, written after the file, each atomically) and read only when the hash
+  matches; otherwise they are generated again. Modules are executed from the verified
+  text (no bytecode cache);
+* Numba's cache files (`__pycache__/*.nbi`, `*.nbc`) get the same sidecar once this
+  process is done with them (at exit); before a module's kernels can load them, those
+  without a matching sidecar -- truncated, emptied, overwritten, swapped -- are deleted,
+  and Numba compiles again.
+
+A cache that cannot be written is a CnncRuntimeError naming it and what to do; a warm
+read-only cache is used as it is (Numba then compiles into its own cache).
 """
 
 from __future__ import annotations
 
+import atexit
 import functools
 import hashlib
-import importlib.util
 import json
 import os
 import sys
+import threading
+import types
 from pathlib import Path
 
+from ..errors import CnncRuntimeError
 from ..resources import grammar_path, templates_dir
-from ..util import atomic_write_text
+from ..util import atomic_write_bytes
 from ..version import __version__
+
+SIDECAR = ".sha256"
+_LOCK = threading.RLock()            # imports and cache writes of this process
 
 
 def cache_root() -> Path:
@@ -53,32 +73,129 @@ def module_path(model_name: str, key: str) -> Path:
     return cache_root() / f"{model_name}-{key}" / f"{model_name}.py"
 
 
+def _cannot_write(path: Path, error: OSError) -> CnncRuntimeError:
+    root = cache_root()
+    reason = error.strerror or str(error)
+    if root.exists() and not root.is_dir():
+        reason = "it is a file, not a folder"
+    return CnncRuntimeError(
+        f"cannot write the module cache {root} ({reason}, at {path}); point CNNC_CACHE_DIR "
+        f"at a writable folder, or delete the cache to rebuild it")
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def write_verified(path: Path, data: bytes, sidecar: bool = True) -> None:
+    """`path` and its hash beside it, each written atomically (the hash last: a crash in
+    between leaves a file that does not verify, and is rebuilt). `sidecar=False`: a file
+    whose name is already its hash."""
+    try:
+        atomic_write_bytes(path, data)
+        if sidecar:
+            atomic_write_bytes(path.with_name(path.name + SIDECAR), sha256(data).encode())
+    except OSError as e:
+        raise _cannot_write(path, e) from None
+
+
+def read_verified(path: Path) -> bytes | None:
+    """The bytes of `path` if its hash beside it matches, else None."""
+    try:
+        data = path.read_bytes()
+        recorded = path.with_name(path.name + SIDECAR).read_bytes().decode("ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return data if sha256(data) == recorded else None
+
+
 def ensure_module(path: Path, generate) -> str:
-    """The module's source: read from the cache, or generated and written atomically."""
-    if path.exists():
-        try:
-            return path.read_text(encoding="utf-8")
-        except OSError:
-            pass
-    source = generate()
-    atomic_write_text(path, source)
-    return source
+    """The module's source: read from the cache when it verifies, else generated (by
+    `generate()`) and written with its hash."""
+    with _LOCK:
+        data = read_verified(path)
+        if data is not None:
+            try:
+                return data.decode("utf-8")
+            except UnicodeDecodeError:
+                pass
+        source = generate()
+        write_verified(path, source.encode("utf-8"))
+        return source
 
 
-def import_module(path: Path, name: str):
-    """Import a generated module from `path` under the unique module name `name`.
+def import_module(path: Path, name: str, source: str | None = None):
+    """Import a generated module from `path` under the unique module name `name`,
+    executing `source` (its verified text; read from `path` when not given) rather than
+    any bytecode cache. Numba's cache files beside it are checked first (check_numba_cache).
 
     Numba looks modules up by name when it compiles or loads cached code, so the module is
-    registered in sys.modules before it runs.
-    """
-    if name in sys.modules and getattr(sys.modules[name], "__file__", None) == str(path):
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        sys.modules.pop(name, None)
-        raise
-    return module
+    registered in sys.modules before it runs."""
+    with _LOCK:
+        if name in sys.modules and getattr(sys.modules[name], "__file__", None) == str(path):
+            return sys.modules[name]
+        if source is None:
+            source = Path(path).read_text(encoding="utf-8")
+        check_numba_cache(Path(path))
+        module = types.ModuleType(name)
+        module.__file__ = str(path)
+        sys.modules[name] = module
+        try:
+            exec(compile(source, str(path), "exec"), module.__dict__)
+        except BaseException:
+            sys.modules.pop(name, None)
+            raise
+        return module
+
+
+# --- Numba's cache files -----------------------------------------------------------------
+
+_SEALED: set[Path] = set()           # source files whose Numba cache is sealed at exit
+
+
+def _numba_files(source: Path) -> list[Path]:
+    folder = source.parent / "__pycache__"
+    if not folder.is_dir():
+        return []
+    stem = source.stem + "."
+    return sorted(p for p in folder.iterdir()
+                  if p.name.startswith(stem) and p.suffix in (".nbi", ".nbc"))
+
+
+def check_numba_cache(source: Path) -> None:
+    """Delete Numba's cache files of `source` that do not match the hash this process
+    family recorded beside them (or have none): Numba compiles those kernels again
+    instead of loading damaged or misplaced machine code. Sealing at exit records the
+    hashes of what this process leaves."""
+    for path in _numba_files(source):
+        if read_verified(path) is None:
+            for stale in (path, path.with_name(path.name + SIDECAR)):
+                try:
+                    stale.unlink()
+                except FileNotFoundError:
+                    pass
+                except OSError:                   # a read-only cache: Numba will not use
+                    break                         # its files there either
+    _SEALED.add(source)
+
+
+def seal(source: Path) -> None:
+    """Record the hash of each Numba cache file of `source` that has none (or a stale
+    one); files already verified keep theirs."""
+    for path in _numba_files(source):
+        if read_verified(path) is None:
+            try:
+                data = path.read_bytes()
+                atomic_write_bytes(path.with_name(path.name + SIDECAR), sha256(data).encode())
+            except OSError:
+                pass                              # read-only: nothing to record
+
+
+def seal_numba_cache() -> None:
+    """Seal the Numba cache files of every module this process loaded (run at exit;
+    kernels are also sealed as soon as they are compiled: kernel_store.seal_compiled)."""
+    for source in sorted(_SEALED):
+        seal(source)
+
+
+atexit.register(seal_numba_cache)

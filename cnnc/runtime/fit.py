@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import json
 import math
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +52,13 @@ class NonFiniteLoss(CnncRuntimeError):
     pass
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what `kill` and schedulers send) during training: handled as Ctrl-C is --
+    a checkpoint is written -- and the command exits with 128 + 15."""
+
+    exit_status = 143
+
+
 @dataclass
 class Position:
     epoch: int = 0            # current epoch (0-based)
@@ -60,18 +69,98 @@ class Position:
     seen: int = 0
 
 
+class AtomicSteps:
+    """SIGINT and SIGTERM wait for the training step under way: the parameters, the
+    optimizer state and the step counter change together, or not at all.
+
+        with AtomicSteps() as steps:
+            ...
+            with steps:          # one step: a signal now is raised when it ends
+                ...
+
+    Outside a step a signal is raised at once (KeyboardInterrupt, or Terminated for
+    SIGTERM). Signal handlers belong to the main thread: elsewhere this does nothing."""
+
+    def __init__(self):
+        self._pending = None
+        self._in_step = False
+        self._saved = None
+
+    def __enter__(self):
+        if self._saved is None:                         # the whole loop
+            self._saved = {}
+            if threading.current_thread() is threading.main_thread():
+                for signum in (signal.SIGINT, signal.SIGTERM):
+                    self._saved[signum] = signal.signal(signum, self._handle)
+            return self
+        self._in_step = True                            # one step
+        return self
+
+    def __exit__(self, *exc):
+        if self._in_step:
+            self._in_step = False
+            if self._pending is not None and exc[0] is None:
+                self._raise(self._pending)
+            return False
+        for signum, handler in self._saved.items():
+            signal.signal(signum, handler)
+        self._saved = None
+        return False
+
+    def _handle(self, signum, frame):
+        if self._in_step:
+            self._pending = signum
+        else:
+            self._raise(signum)
+
+    def _raise(self, signum):
+        self._pending = None
+        raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+
 def save_checkpoint(run_dir: Path, model, state: dict, pos: Position, history: History,
-                    seed: int) -> None:
+                    seed: int, batch_size: int) -> None:
     arrays = {f"param/{k}": v for k, v in model._host_params().items()}
     arrays.update({f"state/{k}": v for k, v in model._host_state(state).items()})
     meta = {"epoch": pos.epoch, "batch": pos.batch, "step": pos.step,
             "loss_sum": pos.loss_sum, "correct_sum": pos.correct_sum, "seen": pos.seen,
-            "seed": seed, "model": model.name, "history": json.loads(history.to_json())}
+            "seed": seed, "batch_size": batch_size, "model": model.name,
+            "history": json.loads(history.to_json())}
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
     save_npz(run_dir / CHECKPOINT, arrays)
 
 
-def load_checkpoint(run_dir: Path, model, state: dict):
+# checkpoint metadata: key -> (types, lowest value) for the numbers
+_META = {"epoch": (int, 0), "batch": (int, 0), "step": (int, 0), "seen": (int, 0),
+         "seed": (int, 0), "loss_sum": ((int, float), None),
+         "correct_sum": ((int, float), 0)}
+
+
+def _check_meta(path: Path, meta) -> None:
+    """FileError unless the metadata has every field with the right type and range."""
+    def bad(why):
+        raise FileError(path, f"corrupt checkpoint metadata ({why})")
+    if not isinstance(meta, dict):
+        bad("not a record")
+    for key, (types, low) in _META.items():
+        value = meta.get(key)
+        if isinstance(value, bool) or not isinstance(value, types):
+            bad(f"'{key}' is {value!r}, not a number")
+        if low is not None and value < low or isinstance(value, float) and \
+                not math.isfinite(value):
+            bad(f"'{key}' is {value!r}")
+    if "batch_size" in meta and (not isinstance(meta["batch_size"], int) or
+                                 isinstance(meta["batch_size"], bool) or
+                                 meta["batch_size"] < 1):
+        bad(f"'batch_size' is {meta['batch_size']!r}")
+    history = meta.get("history")
+    if not isinstance(history, dict) or not isinstance(history.get("epoch"), list) or \
+            not isinstance(history.get("history"), dict) or \
+            not all(isinstance(v, list) for v in history["history"].values()):
+        bad("no history")
+
+
+def load_checkpoint(run_dir: Path, model, state: dict, batch_size: int):
     path = Path(run_dir) / CHECKPOINT
     arrays = read_npz(path)
     if "meta" not in arrays:
@@ -80,8 +169,15 @@ def load_checkpoint(run_dir: Path, model, state: dict):
         meta = json.loads(arrays["meta"].tobytes().decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise FileError(path, "corrupt checkpoint metadata") from None
+    _check_meta(path, meta)
     if meta.get("model") != model.name:
         raise FileError(path, f"checkpoint of model '{meta.get('model')}', not '{model.name}'")
+    saved_batch = meta.get("batch_size")
+    if meta["batch"] and saved_batch is not None and saved_batch != batch_size:
+        raise FileError(path, f"the run stopped after batch {meta['batch']} of epoch "
+                              f"{meta['epoch'] + 1} at batch size {saved_batch}; resume it "
+                              f"with batch size {saved_batch} (the batch size may change "
+                              f"only between epochs)")
     params = check_params(path, {k[6:]: v for k, v in arrays.items() if k.startswith("param/")},
                           model.param_shapes())
     slots = {k[6:]: v for k, v in arrays.items() if k.startswith("state/")}
@@ -96,70 +192,86 @@ def load_checkpoint(run_dir: Path, model, state: dict):
 
 def run(model, x, y, *, epochs: int, batch_size: int, seed: int, x_val=None, y_val=None,
         shuffle: bool = True, verbose: int = 1, run_dir=None, resume: bool = False,
-        metric: str = "accuracy", log=print) -> History:
+        metric: str = "accuracy", log=print, start: Position | None = None) -> History:
+    """Train until `epochs` epochs are done in all (counting from the model's first: a
+    second fit continues the first's epochs and optimizer steps). `start`: where the
+    model's training stands, unless resuming from `run_dir`'s checkpoint. Returns the
+    History of this call; the model's position afterwards is `model._position`."""
     module = model.module
     state = model._opt_state()
     history = History()
-    pos = Position()
+    pos = Position(start.epoch, 0, start.step) if start is not None else Position()
     run_dir = Path(run_dir) if run_dir is not None else None
     if resume:
-        pos, history, seed = load_checkpoint(run_dir, model, state)
+        pos, history, seed = load_checkpoint(run_dir, model, state, batch_size)
     params = model._train_params()
     n = len(x)
     batches = math.ceil(n / batch_size)
     labels = module.labels_for(y)
     val = (x_val, module.labels_for(y_val)) if x_val is not None else None
+    checkpointed = False
     try:
-        while pos.epoch < epochs:
-            order = np.random.default_rng([seed, pos.epoch]).permutation(n) if shuffle \
-                else np.arange(n)
-            bar = _progress(verbose, batches, pos, epochs)
-            start = time.perf_counter()
-            done_at_start = pos.seen
-            while pos.batch < batches:
-                index = np.sort(order[pos.batch * batch_size:(pos.batch + 1) * batch_size])
-                xb = np.ascontiguousarray(x[index])
-                loss, acc = module.train_step(params, state, xb, labels[index], pos.step,
-                                              seed)
-                if not math.isfinite(loss):
+        with AtomicSteps() as step_boundary:
+            while pos.epoch < epochs:
+                order = np.random.default_rng([seed, pos.epoch]).permutation(n) if shuffle \
+                    else np.arange(n)
+                bar = _progress(verbose, batches, pos, epochs)
+                start_time = time.perf_counter()
+                done_at_start = pos.seen
+                while pos.batch < batches:
+                    index = np.sort(order[pos.batch * batch_size:(pos.batch + 1) * batch_size])
+                    xb = np.ascontiguousarray(x[index])
+                    with step_boundary:
+                        loss, acc = module.train_step(params, state, xb, labels[index],
+                                                      pos.step, seed)
+                        pos.batch += 1
+                        pos.step += 1
+                        pos.loss_sum += loss * len(index)
+                        pos.correct_sum += acc * len(index)
+                        pos.seen += len(index)
+                    if not math.isfinite(loss):
+                        model._changed()
+                        raise NonFiniteLoss(
+                            f"the loss became {loss} at epoch {pos.epoch + 1}, step "
+                            f"{pos.step}" + (f"; the last good checkpoint is in {run_dir}"
+                                             if checkpointed or resume else ""))
+                    if bar is not None:
+                        rate = (pos.seen - done_at_start) / max(
+                            time.perf_counter() - start_time, 1e-9)
+                        bar.set_postfix(loss=f"{pos.loss_sum / pos.seen:.4f}",
+                                        acc=f"{pos.correct_sum / pos.seen:.4f}",
+                                        img_s=f"{rate:,.0f}", refresh=False)
+                        bar.update(1)
+                with step_boundary:              # the epoch's end, as one step
                     model._changed()
-                    raise NonFiniteLoss(
-                        f"the loss became {loss} at epoch {pos.epoch + 1}, step {pos.step + 1}"
-                        + (f"; the last good checkpoint is in {run_dir}" if run_dir else ""))
-                pos.batch += 1
-                pos.step += 1
-                pos.loss_sum += loss * len(index)
-                pos.correct_sum += acc * len(index)
-                pos.seen += len(index)
-                if bar is not None:
-                    rate = (pos.seen - done_at_start) / max(time.perf_counter() - start, 1e-9)
-                    bar.set_postfix(loss=f"{pos.loss_sum / pos.seen:.4f}",
-                                    acc=f"{pos.correct_sum / pos.seen:.4f}",
-                                    img_s=f"{rate:,.0f}", refresh=False)
-                    bar.update(1)
-            model._changed()
-            logs = {"loss": pos.loss_sum / pos.seen, metric: pos.correct_sum / pos.seen}
-            if val is not None:
-                logs["val_loss"], logs[f"val_{metric}"] = module.evaluate(
-                    params, val[0], val[1], batch_size=max(batch_size, 256))
-            history.add(pos.epoch, logs)
-            seconds = time.perf_counter() - start
-            if bar is not None:
-                bar.close()
-            if verbose:
-                log(f"epoch {pos.epoch + 1}/{epochs}: " + ", ".join(
-                    f"{k} {v:.4f}" for k, v in logs.items()) + f" ({seconds:.1f} s)")
-            pos = Position(pos.epoch + 1, 0, pos.step)
-            if run_dir is not None:
-                save_checkpoint(run_dir, model, state, pos, history, seed)
-                atomic_write_text(run_dir / "history.json", history.to_json())
-    except KeyboardInterrupt:
+                    logs = {"loss": pos.loss_sum / pos.seen,
+                            metric: pos.correct_sum / pos.seen}
+                    if val is not None:
+                        logs["val_loss"], logs[f"val_{metric}"] = module.evaluate(
+                            params, val[0], val[1], batch_size=max(batch_size, 256))
+                    history.add(pos.epoch, logs)
+                    seconds = time.perf_counter() - start_time
+                    if bar is not None:
+                        bar.close()
+                    if verbose:
+                        log(f"epoch {pos.epoch + 1}/{epochs}: " + ", ".join(
+                            f"{k} {v:.4f}" for k, v in logs.items()) + f" ({seconds:.1f} s)")
+                    pos = Position(pos.epoch + 1, 0, pos.step)
+                    model._position = pos
+                    if run_dir is not None:
+                        save_checkpoint(run_dir, model, state, pos, history, seed, batch_size)
+                        atomic_write_text(run_dir / "history.json", history.to_json())
+                        checkpointed = True
+    except KeyboardInterrupt as stop:
         model._changed()
+        model._position = pos
         if run_dir is not None:
-            save_checkpoint(run_dir, model, state, pos, history, seed)
-            log(f"\ninterrupted: checkpoint written to {run_dir / CHECKPOINT} (epoch "
+            save_checkpoint(run_dir, model, state, pos, history, seed, batch_size)
+            what = "terminated" if isinstance(stop, Terminated) else "interrupted"
+            log(f"\n{what}: checkpoint written to {run_dir / CHECKPOINT} (epoch "
                 f"{pos.epoch + 1}, batch {pos.batch}); continue with --resume {run_dir}")
         raise
+    model._position = pos
     return history
 
 

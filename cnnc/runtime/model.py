@@ -2,18 +2,62 @@
 
 from __future__ import annotations
 
+import threading
+from contextlib import nullcontext
+
 import numpy as np
 
 from ..errors import CnncError, Diagnostic
 from ..frontend.program import Model
-from .fit import run
+from ..ir.ops.training import LOSSES
+from .fit import Position, run
+from .kernel_store import seal_compiled
+from .labels import LabelError, check_labels
 from .weights import check_params, read_npz, save_npz
 
 DEFAULT_BATCH = 256
+_SERIAL = threading.RLock()
+
+
+class _ModuleCall:
+    """A call into a generated module: serialized when Numba's threading layer needs it
+    (_one_at_a_time); afterwards, the kernels it compiled are sealed in the cache."""
+
+    def __init__(self, module):
+        self.module = module
+        self.guard = _one_at_a_time()
+
+    def __enter__(self):
+        self.guard.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        try:
+            seal_compiled(self.module)
+        finally:
+            self.guard.__exit__(*exc)
+        return False
+
+
+def _one_at_a_time():
+    """A context for a call into a generated module: calls from several threads run
+    together, except with Numba's workqueue threading layer, which aborts when two
+    threads enter parallel code at once (and before the layer is known)."""
+    import numba
+    try:
+        layer = numba.threading_layer()
+    except ValueError:                      # no parallel code has run yet
+        layer = None
+    return _SERIAL if layer in (None, "workqueue") else nullcontext()
 
 
 class CompiledModel:
-    """A compiled model. `params` holds the parameters in Keras layouts (live views)."""
+    """A compiled model. `params` holds the parameters in Keras layouts (live views).
+
+    Safe to call from several threads: the generated module keeps its reusable buffers
+    per thread. Changing parameters (set_params, load_weights, fit) while another thread
+    predicts gives that prediction the old or the new parameters, or a mix: do not.
+    `report` is the fusion report (what fused, what was refused and why)."""
 
     def __init__(self, model: Model, graph, module, module_path, source: str, options,
                  program=None, report=None, config=None):
@@ -31,6 +75,7 @@ class CompiledModel:
         self._params = module.init_params(self._seed())
         self._prepared = None          # module.prepare(params), rebuilt when params change
         self._state = None             # optimizer state, created by the first fit
+        self._position = Position()    # epochs and optimizer steps trained so far
         self._config = config or (program.trains.get(model.name) if program else None)
 
     @property
@@ -99,13 +144,14 @@ class CompiledModel:
         if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch <= 0:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         n = x.shape[0]
-        params = self._prepared_params()
-        if n <= batch:
-            return self.module.forward_prepared(params, x)
-        out = np.empty((n,) + self.output_shape, dtype=np.float32)
-        for start in range(0, n, batch):
-            out[start:start + batch] = self.module.forward_prepared(params,
-                                                                    x[start:start + batch])
+        with _ModuleCall(self.module):
+            params = self._prepared_params()
+            if n <= batch:
+                return self.module.forward_prepared(params, x)
+            out = np.empty((n,) + self.output_shape, dtype=np.float32)
+            for start in range(0, n, batch):
+                out[start:start + batch] = self.module.forward_prepared(
+                    params, x[start:start + batch])
         return out
 
     def _check_input(self, x) -> np.ndarray:
@@ -152,42 +198,64 @@ class CompiledModel:
             self._state = self.module.init_opt_state()
         return self._state
 
+    def _labels(self, y, n: int, where: str) -> np.ndarray:
+        """`y` checked against the model and its loss (the data loader's rules and words);
+        ValueError naming `where` otherwise."""
+        try:
+            y = check_labels(y, self.output_shape[-1], LOSSES[self._config.loss].sparse)
+        except LabelError as e:
+            raise ValueError(f"{where}: labels {e}") from None
+        if len(y) != n:
+            raise ValueError(f"{where} got {n} inputs and {len(y)} labels")
+        return y
+
     def gradients(self, x, y, dropout: bool = False, seed: int = 0):
         """(loss, {"<layer>/<param>": gradient}) of one batch in training mode: batchnorm
         on batch statistics, dropout with the masks of step 0 of `seed` when `dropout`."""
         self._require_training()
         x = self._check_input(x)
+        y = self._labels(y, len(x), "gradients")
         key = self.module.step_seed(seed, 0) if dropout else -1
-        loss, _, grads = self.module.compute_gradients(self._train_params(), x, y, key)
+        with _ModuleCall(self.module):
+            loss, _, grads = self.module.compute_gradients(self._train_params(), x, y, key)
         return loss, grads
 
     def fit(self, x, y, epochs: int | None = None, batch_size: int | None = None,
             validation_split: float = 0.0, validation_data=None, shuffle: bool = True,
             verbose: int = 1, seed: int | None = None, run_dir=None, resume: bool = False):
-        """Train (Keras-like); returns a History. Defaults come from the train block."""
+        """Train (Keras-like); returns a History. Defaults come from the train block.
+
+        The optimizer's state and step count carry over from one call to the next, as in
+        tf.keras, and so does the epoch count (it keys the shuffle and the dropout
+        masks): two calls of one epoch train as one call of two. With `resume`, training
+        continues from `run_dir`'s checkpoint until `epochs` epochs are done in all."""
         self._require_training()
         cfg = self._config
         epochs = epochs if epochs is not None else cfg.epochs
         batch_size = batch_size or cfg.batch_size
+        for name, value in (("epochs", epochs), ("batch_size", batch_size)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
         seed = cfg.seed if seed is None else seed
         x = self._check_input(x)
-        y = np.asarray(y)
-        if len(y) != len(x):
-            raise ValueError(f"fit got {len(x)} inputs and {len(y)} labels")
+        y = self._labels(y, len(x), "fit")
         x_val = y_val = None
         if validation_data is not None:
             x_val, y_val = validation_data
             x_val = self._check_input(x_val)
+            y_val = self._labels(y_val, len(x_val), "fit (validation_data)")
         elif validation_split or cfg.validation_split:
             split = validation_split or cfg.validation_split
             cut = int(len(x) * (1 - split))          # Keras: the last samples, unshuffled
             x, x_val, y, y_val = x[:cut], x[cut:], y[:cut], y[cut:]
-        if run_dir is not None:
+        if run_dir is not None and not resume:      # a resume reads what is there
             from pathlib import Path
             Path(run_dir).mkdir(parents=True, exist_ok=True)
-        history = run(self, x, y, epochs=epochs, batch_size=batch_size, seed=seed,
-                      x_val=x_val, y_val=y_val, shuffle=shuffle, verbose=verbose,
-                      run_dir=run_dir, resume=resume)
+        total = epochs if resume else self._position.epoch + epochs
+        with _ModuleCall(self.module):
+            history = run(self, x, y, epochs=total, batch_size=batch_size, seed=seed,
+                          x_val=x_val, y_val=y_val, shuffle=shuffle, verbose=verbose,
+                          run_dir=run_dir, resume=resume, start=self._position)
         self._changed()
         return history
 
@@ -195,8 +263,10 @@ class CompiledModel:
         """(loss, accuracy) in inference mode, as Keras's evaluate."""
         self._require_training()
         x = self._check_input(x)
-        return self.module.evaluate(self._train_params(), x, y,
-                                    batch_size=batch_size or DEFAULT_BATCH)
+        y = self._labels(y, len(x), "evaluate")
+        with _ModuleCall(self.module):
+            return self.module.evaluate(self._train_params(), x, y,
+                                        batch_size=batch_size or DEFAULT_BATCH)
 
     def summary(self) -> None:
         from ..reports.summary import summary

@@ -203,5 +203,4 @@ def load_generated(source: str, name: str):
     from .cache import ensure_module, import_module, module_path
     key = hashlib.sha256(source.encode()).hexdigest()[:20]
     path = module_path(name, f"ptx-{key}")
-    ensure_module(path, lambda: source)
-    return import_module(path, f"cnnc_ptx_{name}_{key}")
+    return import_module(path, f"cnnc_ptx_{name}_{key}", ensure_module(path, lambda: source))

@@ -27,6 +27,7 @@ def read_npz(path) -> dict[str, np.ndarray]:
             magic = f.read(4)
         if magic != b"PK\x03\x04" and magic[:1] != b"\x93":
             raise FileError(path, "not a valid .npz file (not a zip archive)")
+        _check_members(path)
         with np.load(path, allow_pickle=False) as data:
             if not isinstance(data, np.lib.npyio.NpzFile):
                 raise FileError(path, "not an .npz archive (a single .npy array?)")
@@ -43,6 +44,32 @@ def read_npz(path) -> dict[str, np.ndarray]:
         if "allow_pickle" in str(e) or "Object arrays" in str(e):
             raise FileError(path, "holds Python objects (pickles are refused)") from None
         raise FileError(path, f"not a valid .npz file ({_reason(e)})") from None
+
+
+def _check_members(path: Path) -> None:
+    """Refuse, before anything is allocated, an .npz member whose header declares more
+    data than the member holds or than this machine's memory (a shape bomb: numpy would
+    allocate what the header says first)."""
+    from ..frontend.limits import human, memory_bytes
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            if not info.filename.endswith(".npy"):
+                continue
+            with archive.open(info) as member:
+                version = np.lib.format.read_magic(member)
+                if version == (1, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_1_0(member)
+                else:
+                    shape, _, dtype = np.lib.format.read_array_header_2_0(member)
+                header = member.tell()
+            if dtype.hasobject:
+                continue                        # refused as a pickle when it is read
+            declared = int(np.prod(shape, dtype=object)) * dtype.itemsize
+            name = info.filename[:-4]
+            if declared > info.file_size - header or declared > memory_bytes() // 2:
+                raise FileError(path, f"'{name}' declares shape {tuple(shape)} "
+                                      f"({human(declared)}) but holds "
+                                      f"{human(max(0, info.file_size - header))}")
 
 
 def check_params(path, loaded: dict[str, np.ndarray], expected: dict[str, tuple]) -> dict:

@@ -71,9 +71,9 @@ class Target:
     def require(self) -> None:
         """Raise CnncRuntimeError saying what is missing when modules cannot run here."""
 
-    def load(self, path, name: str, generated):
-        """Import the generated module at `path` as `name` (`generated`: the code
-        generator's output for it, or None when it came from the cache)."""
+    def load(self, path, name: str, source: str, generated):
+        """Import the generated module at `path` as `name` from its verified `source`
+        (`generated()`: the code generator's output, when the target needs more of it)."""
         raise NotImplementedError
 
     @property

@@ -161,12 +161,12 @@ class CpuTarget(Target):
     def prepare(self, namer) -> Prepare:
         return NumpyPrepare(namer)
 
-    def load(self, path, name: str, generated):
+    def load(self, path, name: str, source: str, generated):
         """Import the module, then point its kernels at the shared kernel store's copies
         (compiled once per process for every model holding the same kernel)."""
         from ..runtime import kernel_store
         from ..runtime.cache import import_module
-        module = import_module(path, name)
+        module = import_module(path, name, source)
         kernel_store.link(module, path, generated)
         return module
 

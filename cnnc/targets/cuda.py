@@ -100,10 +100,10 @@ class CudaTarget(Target):
         from ..runtime import cuda
         cuda.require()
 
-    def load(self, path, name: str, generated):
+    def load(self, path, name: str, source: str, generated):
         from ..runtime.cache import import_module
         self.require()                # a GPU or the simulator, before the module loads
-        return import_module(path, name)
+        return import_module(path, name, source)
 
     @property
     def model_class(self):

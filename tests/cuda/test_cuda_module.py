@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import cnnc
+from cnnc.runtime.fit import Position
 from cnnc.errors import CnncRuntimeError
 from conftest import ROOT, gpu_present
 
@@ -89,7 +90,8 @@ def test_fit_matches_the_cpu_target(models):
     histories = {}
     for target, model in models.items():
         model.set_params(model.module.init_params(3))
-        model._state = None
+        model._state = None                      # a fresh optimizer, from epoch 1
+        model._position = Position()
         histories[target] = model.fit(x, y, epochs=2, batch_size=8, validation_split=0.2,
                                       verbose=0).history
     cpu, gpu = models["cpu"], models["cuda"]
@@ -126,7 +128,8 @@ def test_training_is_deterministic(models):
     results = []
     for _ in range(2):
         gpu.set_params(gpu.module.init_params(7))
-        gpu._state = None
+        gpu._state = None                        # a fresh optimizer, from epoch 1
+        gpu._position = Position()
         gpu.fit(x, y, epochs=1, batch_size=16, verbose=0, seed=1)
         results.append({k: v.copy() for k, v in gpu.params.items()})
     for name in results[0]:

@@ -65,7 +65,7 @@ def code_without_comments(source: str) -> str:
 def test_comments_file_names_and_strings_stay_inert(tmp_path, monkeypatch):
     monkeypatch.delenv("CNNC_PWNED", raising=False)
     payload = "__import__('os').environ.__setitem__('CNNC_PWNED', '1')"   # no '/': a file name
-    comments = [f'# """ {payload} """', "# ''' " + payload, f"#\r{payload}",
+    comments = [f'# """ {payload} """', "# ''' " + payload,
                 f"# \u2028{payload}", f"# \x0c{payload}", f"# \x00 {payload}",
                 "# {{ 7 * 7 }} {% raw %} {# x #}", "# trailing backslash \\"]
     text = ("model m {\n" + "\n".join(f"    {c}" for c in comments) +
@@ -82,3 +82,15 @@ def test_comments_file_names_and_strings_stay_inert(tmp_path, monkeypatch):
     assert "environ" not in code and "CNNC_PWNED" not in code
     assert "{{ 7 * 7 }}" in source and "# 49" not in source
     assert "# Model m from evil\\x0a__import__" in source     # the file name, escaped
+
+
+def test_a_carriage_return_ends_a_line_as_in_editors(tmp_path, monkeypatch):
+    """A lone CR is a line break (as editors, git and Python read it): what follows it in
+    a comment is on the next line -- here a syntax error, reported, never run."""
+    monkeypatch.delenv("CNNC_PWNED", raising=False)
+    payload = "__import__('os').environ.__setitem__('CNNC_PWNED', '1')"
+    path = tmp_path / "cr.cnn"
+    path.write_text(f"model m {{\n    #\r{payload}\n    input(4, 4, 1)\n}}\n")
+    with pytest.raises(CnncError, match="cr.cnn:3:"):
+        cnnc.compile(path)
+    assert "CNNC_PWNED" not in os.environ

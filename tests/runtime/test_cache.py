@@ -76,7 +76,7 @@ def test_the_kernel_store_indexes_the_generators_kernels(cache):
     for name, key in index.items():
         shared = (cache / "kernels" / f"k_{key}.py").read_text()
         assert generated.kernels[name] in shared and shared.startswith(generated.preamble)
-        assert getattr(model.module, name) is kernel_store.shared_kernel(name, key)
+        assert getattr(model.module, name) is kernel_store._LOADED[key]
 
 
 def test_a_warm_load_reads_the_index_and_a_missing_one_is_rebuilt(cache):
@@ -88,6 +88,7 @@ def test_a_warm_load_reads_the_index_and_a_missing_one_is_rebuilt(cache):
         raise AssertionError("the code generator ran on a warm load")
 
     kernel_store.link(import_module(model.module_path, "warm_check"), model.module_path, fail)
+    assert (index_path.parent / (kernel_store.INDEX + ".sha256")).exists()
     index_path.write_text("{ not json")
     cnnc.compile(MNIST, fuse="none")                 # regenerates the index
     assert json.loads(index_path.read_text())
