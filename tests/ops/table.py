@@ -92,6 +92,7 @@ class Case:
     seed: int = 0
     jit: bool = True      # False: on the CPU, run with the JIT disabled (the kernels'
                           # logic; `every-activation` compiles each activation)
+    batches: dict | None = None     # target -> batches, where not tolerances.BATCHES
 
 
 def _forward() -> list[Case]:
@@ -113,7 +114,7 @@ def _forward() -> list[Case]:
                           f"{str(use_bias).lower()}) dense(3) }}"))
     for variant in activation_variants():
         cases.append(Case(f"activation-{variant}", activation_positions(variant), "all",
-                          jit=False))
+                          jit=False, batches={"cuda": (2,)}))
     for fuse in ("none", "all"):
         cases.append(Case(f"every-activation-{fuse}", stacked_activations(), fuse))
         cases.append(Case(f"activations-on-feature-maps-{fuse}", (
