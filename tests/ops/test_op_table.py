@@ -1,8 +1,9 @@
 """The op table's cases (tests/ops/table.py) on every target against PyTorch (float64).
 
 CPU: compiled kernels (at -O1, see conftest). CUDA: on a GPU when there is one, else in
-Numba's CUDA simulator; the same cases at smaller batches (oracles/tolerances.BATCHES).
-The long run adds the full configuration grids on the CPU.
+Numba's CUDA simulator; the same cases at smaller batches (oracles/tolerances.BATCHES),
+half the convolution and pooling grid rows in CI and all of them with --long. The long
+run adds the full configuration grids on the CPU.
 """
 
 from __future__ import annotations
@@ -27,11 +28,12 @@ from ops import table
 TARGETS = ("cpu", "cuda")
 
 
-CASES = [(case, target) for case in table.FORWARD for target in TARGETS
-         if case.jit or target != "cpu"]
+CASES = [pytest.param(case, target, id=f"{case.id}-{target}",
+                      marks=[pytest.mark.long] if target in case.long_on else [])
+         for case in table.FORWARD for target in TARGETS if case.jit or target != "cpu"]
 
 
-@pytest.mark.parametrize("case, target", CASES, ids=[f"{c.id}-{t}" for c, t in CASES])
+@pytest.mark.parametrize("case, target", CASES)
 def test_forward(case, target):
     batches = (case.batches or {}).get(target, BATCHES[target])
     compare(case.text, fuse=case.fuse, batches=batches, seed=case.seed, target=target)
