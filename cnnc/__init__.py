@@ -33,4 +33,11 @@ def compile(path_or_text, target: str = "cpu", *, model: str | None = None, fuse
                     optimizer=optimizer, dtype=dtype)
 
 
-__all__ = ["CnncError", "CnncRuntimeError", "__version__", "compile", "parse"]
+def import_keras(path, weights=None, defines=None):
+    """A Keras model -- code (.py, read and never run), .keras or .h5 -- as .cnn text and
+    parameters: a KerasImport(text, params, model_name); see docs/keras.md."""
+    from .frontend.keras import import_keras as _import_keras
+    return _import_keras(path, weights=weights, defines=defines)
+
+
+__all__ = ["CnncError", "CnncRuntimeError", "__version__", "compile", "import_keras", "parse"]

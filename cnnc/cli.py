@@ -225,6 +225,54 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_import(args) -> int:
+    import io
+
+    import numpy as np
+
+    from .frontend.keras import import_keras, parse_defines
+    from .util import atomic_write_bytes, atomic_write_text, check_output
+    inputs = [args.file, args.weights]
+    out = check_output(args.output, inputs=inputs)
+    npz = out.with_suffix(".npz")
+    if args.weights is not None or Path(args.file).suffix.lower() != ".py":
+        check_output(npz, inputs=inputs)
+    result = import_keras(args.file, weights=args.weights, defines=parse_defines(args.define))
+    weights = ""
+    if result.params is not None:
+        check_output(npz, inputs=inputs)
+        buffer = io.BytesIO()
+        np.savez(buffer, **result.params)
+        atomic_write_bytes(npz, buffer.getvalue())
+        count = sum(int(a.size) for a in result.params.values())
+        weights = f"; {npz}: {len(result.params)} weights ({count:,} parameters)"
+    atomic_write_text(out, result.text)
+    print(f"{out}: model {result.model_name}{weights}", file=sys.stderr)
+    return 0
+
+
+def cmd_export_onnx(args) -> int:
+    from .compiler import compile as compile_model
+    from .export.onnx import require_onnx
+    from .util import check_output
+    out = check_output(args.output, inputs=[args.file, args.weights])
+    require_onnx()                 # missing onnx: one line, exit 1, before compiling
+    model = compile_model(args.file, model=args.model)
+    if args.weights:
+        model.load_weights(args.weights)
+    proto = model.export_onnx(out, layout=args.layout)
+    print(f"{out}: {model.name}: ONNX opset {proto.opset_import[0].version}, "
+          f"{len(proto.graph.node)} nodes, input {args.layout.upper()} "
+          f"(N, {', '.join(map(str, _dims(proto.graph.input[0])))}) float32"
+          f"{'' if args.weights else ' (initial weights: no --weights given)'}",
+          file=sys.stderr)
+    return 0
+
+
+def _dims(value) -> list[int]:
+    return [d.dim_value for d in value.type.tensor_type.shape.dim[1:]]
+
+
 def cmd_data(args) -> int:
     from . import data as datasets
     if args.dir:
@@ -276,6 +324,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", metavar="PNG", help="draw loss and accuracy curves (matplotlib)")
     p.add_argument("--quiet", action="store_true", help="no progress bar, a line per epoch")
     p.set_defaults(run=cmd_train)
+
+    p = sub.add_parser("import", help="a Keras model (code, .keras or .h5) as a .cnn file "
+                                      "(and its weights as .npz)")
+    p.add_argument("file", help="Keras code (.py, read and never run), .keras or .h5")
+    p.add_argument("--weights", help="weights for it: .weights.h5 or a weights-only .h5")
+    p.add_argument("--define", action="append", metavar="NAME=VALUE",
+                   help="a value for a name the code uses without defining it (a Python "
+                        "literal, e.g. --define num_classes=10)")
+    p.add_argument("-o", "--output", required=True, help="the .cnn file to write (weights "
+                   "go to the .npz beside it)")
+    p.set_defaults(run=cmd_import)
+
+    p = sub.add_parser("export", help="a model to another format: `cnnc export onnx FILE`")
+    export_sub = p.add_subparsers(dest="format", required=True)
+    q = export_sub.add_parser("onnx", help="write the model as ONNX (opset 17), checked and "
+                                           "with inferred shapes; see docs/onnx.md")
+    q.add_argument("file")
+    q.add_argument("--model", help="which model of the file (default: the only or first)")
+    q.add_argument("--weights", help="parameters (.npz: save_weights, or cnnc train's "
+                                     "weights.npz); default: the initial weights")
+    q.add_argument("--layout", choices=("nhwc", "nchw"), default="nhwc",
+                   help="the input's layout: nhwc as predict takes it (default), or nchw "
+                        "(no input transpose in the graph)")
+    q.add_argument("-o", "--output", required=True, help="the .onnx file to write")
+    q.set_defaults(run=cmd_export_onnx)
 
     p = sub.add_parser("data", help="datasets: `cnnc data fetch mnist|fashion_mnist`")
     data_sub = p.add_subparsers(dest="action", required=True)

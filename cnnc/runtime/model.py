@@ -171,6 +171,13 @@ class CompiledModel:
     def param_shapes(self) -> dict[str, tuple]:
         return {p.name: p.shape for p in self.graph.params}
 
+    def export_onnx(self, path, layout: str = "nhwc"):
+        """Write the model with its current parameters to `path` as ONNX (atomically);
+        `layout` "nchw" makes the input (and an image output) NCHW. Needs the onnx
+        package (cnnc[onnx]); see docs/onnx.md. Returns the onnx.ModelProto."""
+        from ..export.onnx import export_onnx
+        return export_onnx(self.model, self._host_params(), path, layout)
+
     def save_weights(self, path) -> None:
         """Write all parameters to an .npz file (atomically)."""
         save_npz(path, self._params)

@@ -1,0 +1,1 @@
+"""Compiled models out to other runtimes: ONNX."""
