@@ -6,11 +6,12 @@ PyTorch runs with torch.set_num_threads equal to Numba's thread count, in NCHW (
 default) and in channels_last; ONNX Runtime (when installed: cnnc[onnx]) runs cnnc's own
 export of the model (`model.export_onnx`, the same weights, NHWC input as predict takes)
 with intra_op_num_threads equal to Numba's thread count, inter_op 1, sequential
-execution and no spinning between runs; ratios are cnnc's throughput over each. `--tuned-malloc`
-re-runs with glibc's malloc thresholds raised, which PyTorch needs here to reach its
-best figures (cnnc preallocates its buffers and is not affected). Also prints cnnc's cold
-compile time (empty cache) and warm start (a new process with the cache present). Median
-over interleaved rounds; see common.py.
+execution and no spinning between runs (`--ort-spinning`: ORT's default); ratios are
+cnnc's throughput over each. `--tuned-malloc` re-runs with glibc's malloc thresholds
+raised, which PyTorch needs here to reach its best figures (cnnc preallocates its
+buffers and is not affected). Also prints cnnc's cold compile time (empty cache) and
+warm start (a new process with the cache present). Median over interleaved rounds; see
+common.py.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 CASES = [("mnist_cnn", 1), ("mnist_cnn", 256), ("resnet_tiny", 64)]
 
 
-def ort_session(model, threads: int):
+def ort_session(model, threads: int, spinning: bool):
     """ONNX Runtime on cnnc's export of `model` (same weights), or None without it."""
     try:
         import onnxruntime as ort
@@ -43,8 +44,10 @@ def ort_session(model, threads: int):
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     # ORT's worker threads spin after each run by default, taking the cores from whatever
-    # runs next in the interleaved rounds; cnnc's and torch's threads sleep
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    # runs next in the interleaved rounds (cnnc's and torch's threads sleep); --ort-spinning
+    # keeps ORT's default, which helps its small-batch latency and costs the others
+    options.add_session_config_entry("session.intra_op.allow_spinning",
+                                     "1" if spinning else "0")
     proto = to_onnx(model.model, model.params)
     return ort.InferenceSession(proto.SerializeToString(), options,
                                 providers=["CPUExecutionProvider"])
@@ -65,6 +68,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--no-startup", action="store_true", help="skip cold/warm start")
+    parser.add_argument("--ort-spinning", action="store_true",
+                        help="let ONNX Runtime's threads spin between runs (its default)")
     from common import parse_args
     args = parse_args(parser)
 
@@ -80,7 +85,8 @@ def main() -> int:
     try:
         import onnxruntime
         print(f"onnxruntime {onnxruntime.__version__} ({numba.get_num_threads()} intra-op "
-              f"threads, inter-op 1, sequential)\n")
+              f"threads, inter-op 1, sequential, spinning "
+              f"{'on' if args.ort_spinning else 'off'})\n")
     except ImportError:
         print("onnxruntime not installed (pip install 'cnnc[onnx]'): no ORT column\n")
     header = (f"{'model':12s} {'batch':>5s} {'cnnc img/s':>11s} {'torch NCHW':>11s} "
@@ -100,7 +106,7 @@ def main() -> int:
         runners = {"cnnc": lambda: model.predict(x),
                    "nchw": lambda: nets["nchw"](inputs["nchw"]),
                    "channels_last": lambda: nets["channels_last"](inputs["channels_last"])}
-        session = ort_session(model, numba.get_num_threads())
+        session = ort_session(model, numba.get_num_threads(), args.ort_spinning)
         if session is not None:
             assert np.abs(session.run(None, {"input": x})[0] - model.predict(x)).max() < 1e-3
             runners["ort"] = lambda: session.run(None, {"input": x})
