@@ -223,7 +223,7 @@ def reference(tm: TorchModel, case: dict, fuse: str, masks: dict | None = None):
         loss.backward()
     tm.set_dropout_masks(None)
     unresolved = case["loss"] == "binary_crossentropy" and not logits and \
-        float((1 - y).min()) < SATURATED
+        float((1 - y.detach()).min()) < SATURATED
     return float(loss.detach()), tm.keras_grads(), unresolved
 
 
