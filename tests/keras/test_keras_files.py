@@ -251,3 +251,20 @@ def test_truncated_files_are_refused(tmp_path, capsys, name):
     path.write_bytes((FIXTURES / name).read_bytes()[:5000])
     status, err = run(capsys, path, "-o", tmp_path / "m.cnn")
     assert status == 2 and str(path) in err and "internal error" not in err, err
+
+
+@pytest.mark.parametrize("depth", [500, 5000])
+def test_a_config_nested_absurdly_deep_is_one_line(tmp_path, capsys, depth):
+    """Deep enough for json.loads (5000) or for the walk over its objects (500) to recurse
+    past Python's limit: bad input, not an internal error."""
+    inner = '{"class_name": "Foo", "config": {"a": ' * depth + "1" + "}}" * depth
+    text = ('{"class_name": "Sequential", "config": {"name": "s", "layers": ['
+            '{"class_name": "InputLayer", "config": {"batch_shape": [null, 4, 4, 1]}}, '
+            '{"class_name": "Dense", "config": {"name": "d", "units": 2, '
+            f'"kernel_regularizer": {inner}}}}}]}}}}')
+    path = tmp_path / "deep.keras"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("config.json", text)
+    status, err = run(capsys, path, "-o", tmp_path / "m.cnn")
+    assert status == 2 and "internal error" not in err and str(path) in err, err
+    assert not (tmp_path / "m.cnn").exists()

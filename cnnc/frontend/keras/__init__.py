@@ -64,7 +64,10 @@ def import_keras(path, weights=None, defines: dict | None = None) -> KerasImport
     elif suffix in (".keras", ".h5", ".hdf5"):
         if defines:
             raise CnncError(Diagnostic("--define applies to Keras code (.py) only", path))
-        generated, source = _from_file(path, suffix, weights is not None)
+        try:
+            generated, source = _from_file(path, suffix, weights is not None)
+        except RecursionError:                   # JSON (or its objects) nested absurdly
+            raise FileError(path, "the model config is nested too deeply") from None
     else:
         raise FileError(path, "not a Keras model: expected Keras code (.py), a .keras file "
                               "or an .h5 file")
