@@ -13,7 +13,7 @@ Python 3.11). It rewrites everything under tests/fixtures/keras/ (the files it d
 make are left alone) and takes about a minute.
 
 What it does, for each model in MODELS:
-  * writes <name>.py, the model as Keras Python code (the text in MODELS below), and
+  * reads <name>.py, the model as Keras Python code (committed beside the fixtures), and
     builds the Keras model FROM THAT TEXT: every top-level statement of the file runs in a
     fresh namespace after keras.backend.clear_session(), except the ones that train,
     evaluate or load data (model.fit / model.evaluate / load_data), so compile() runs and
@@ -59,197 +59,13 @@ SEED = 1234
 BATCH = 6
 
 # ---------------------------------------------------------------------------------------
-# The models, as Keras Python code. Each text is written verbatim to <name>.py.
+# The models, as Keras Python code: the committed tests/fixtures/keras/<name>.py files are
+# the sources (the importer's tests read the same text; tests/fixtures/keras/README.md
+# says what each covers). The order fixes each model's seed.
 # ---------------------------------------------------------------------------------------
 
-MODELS: dict[str, str] = {}
-
-# keras.io's "Simple MNIST convnet" (mnist_convnet), with random weights.
-MODELS["mnist_convnet"] = '''\
-import keras
-from keras import layers
-
-num_classes = 10
-input_shape = (28, 28, 1)
-
-(x_train, y_train), (x_test, y_test) = keras.datasets.mnist.load_data()
-
-model = keras.Sequential(
-    [
-        keras.Input(shape=input_shape),
-        layers.Conv2D(32, kernel_size=(3, 3), activation="relu"),
-        layers.MaxPooling2D(pool_size=(2, 2)),
-        layers.Conv2D(64, kernel_size=(3, 3), activation="relu"),
-        layers.MaxPooling2D(pool_size=(2, 2)),
-        layers.Flatten(),
-        layers.Dropout(0.5),
-        layers.Dense(num_classes, activation="softmax"),
-    ]
-)
-
-model.summary()
-
-batch_size = 128
-epochs = 15
-
-model.compile(loss="categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
-
-model.fit(x_train, y_train, batch_size=batch_size, epochs=epochs, validation_split=0.1)
-'''
-
-# Classic tf.keras 2 tutorial style: Sequential() + model.add, input_shape= on the first
-# layer, bare class names; loss and optimizer objects. Convolution variants.
-MODELS["conv_variants"] = '''\
-from tensorflow import keras
-from tensorflow.keras.models import Sequential
-from tensorflow.keras.layers import Conv2D, Dense, Flatten, LeakyReLU
-
-num_classes = 5
-input_shape = (11, 11, 2)
-
-model = Sequential()
-# valid padding: 11x11 -> 9x9
-model.add(Conv2D(4, kernel_size=(3, 3), activation="relu", input_shape=input_shape))
-# non-square kernel, dilation 2, no bias, valid: 9x9 -> 5x9
-model.add(Conv2D(6, kernel_size=(3, 1), dilation_rate=2, use_bias=False))
-# stride 2, same padding on an odd size: 5x9 -> 3x5 (height padding 1: bottom only)
-model.add(Conv2D(6, kernel_size=(2, 3), strides=2, padding="same"))
-# same padding with dilation 2: 3x5 -> 3x5
-model.add(Conv2D(3, 3, padding="same", dilation_rate=2))
-model.add(LeakyReLU(alpha=0.1))
-model.add(Flatten())
-model.add(Dense(num_classes, activation="softmax"))
-
-model.compile(
-    loss=keras.losses.CategoricalCrossentropy(),
-    optimizer=keras.optimizers.Adam(learning_rate=0.001),
-    metrics=["accuracy"],
-)
-
-model.fit(x_train, y_train, batch_size=32, epochs=3, validation_split=0.2)  # noqa: F821
-'''
-
-# Pooling: max and average, pool 2 and 3, strides, same padding with odd totals
-# (average pooling counts only the real cells), global average pooling, a softmax
-# Activation layer.
-MODELS["pooling"] = '''\
-import keras
-from keras import layers
-
-model = keras.Sequential(
-    [
-        keras.Input(shape=(16, 16, 3)),
-        layers.Conv2D(4, 3, padding="same", activation="relu"),
-        layers.MaxPooling2D(pool_size=3, strides=2, padding="same"),
-        layers.AveragePooling2D(pool_size=3, strides=1, padding="same"),
-        layers.AveragePooling2D(2),
-        layers.Conv2D(6, 1),
-        layers.MaxPooling2D(pool_size=(2, 2), strides=(1, 1)),
-        layers.AveragePooling2D(pool_size=2, padding="same"),
-        layers.MaxPooling2D(pool_size=(2, 1), padding="same"),
-        layers.GlobalAveragePooling2D(),
-        layers.Dense(4),
-        layers.Activation("softmax"),
-    ]
-)
-'''
-
-# Batch normalization (non-default momentum/epsilon, random moving statistics), ReLU
-# layer, GlobalMaxPooling2D, Dropout, Dense without bias, Softmax layer.
-MODELS["batchnorm"] = '''\
-import keras
-from keras import layers
-
-model = keras.Sequential(
-    [
-        keras.Input(shape=(12, 12, 3)),
-        layers.Conv2D(8, 3, use_bias=False),
-        layers.BatchNormalization(momentum=0.9, epsilon=1e-5),
-        layers.ReLU(),
-        layers.Conv2D(8, 3, padding="same"),
-        layers.BatchNormalization(),
-        layers.Activation("relu"),
-        layers.GlobalMaxPooling2D(),
-        layers.Dropout(0.3),
-        layers.Dense(6, use_bias=False),
-        layers.BatchNormalization(momentum=0.8, epsilon=0.01),
-        layers.Softmax(),
-    ]
-)
-
-model.compile(
-    loss="sparse_categorical_crossentropy",
-    optimizer=keras.optimizers.SGD(learning_rate=0.01, momentum=0.9),
-    metrics=["accuracy"],
-)
-
-model.fit(x_train, y_train, batch_size=16, epochs=2)  # noqa: F821
-'''
-
-# Every activation name, as activation= arguments and as Activation layers (softmax:
-# as activation= in mnist_convnet and conv_variants, as Activation("softmax") in
-# pooling). The output is linear so that each activation shows in the predictions.
-# NB Keras 3: the string "leaky_relu" means keras.activations.leaky_relu, whose
-# negative_slope default is 0.2 (the LeakyReLU *layer* defaults to 0.3).
-MODELS["activations"] = '''\
-import keras
-from keras import layers
-
-model = keras.Sequential(
-    [
-        keras.Input(shape=(8, 8, 2)),
-        layers.Conv2D(4, 3, padding="same", activation="elu"),
-        layers.Conv2D(4, 3, padding="same", activation="leaky_relu"),
-        layers.Conv2D(4, 3, padding="same", activation="gelu"),
-        layers.Activation("silu"),
-        layers.Conv2D(4, 3, activation="swish"),
-        layers.Activation("hard_sigmoid"),
-        layers.Conv2D(4, 3, activation="tanh"),
-        layers.Activation("sigmoid"),
-        layers.Flatten(),
-        layers.Dense(16, activation="relu"),
-        layers.Dense(16, activation="linear"),
-        layers.Activation("elu"),
-        layers.Dense(16),
-        layers.Activation("leaky_relu"),
-        layers.Dense(16, activation="sigmoid"),
-        layers.Activation("gelu"),
-        layers.Dense(16, activation="hard_sigmoid"),
-        layers.Activation("tanh"),
-        layers.Dense(8, activation="silu"),
-        layers.Activation("linear"),
-        layers.Activation("relu"),
-        layers.Dense(5),
-    ]
-)
-'''
-
-# Activation layer classes and an explicit InputLayer; models.Sequential() + add.
-MODELS["activation_layers"] = '''\
-import keras
-from keras import layers, models
-
-model = models.Sequential()
-model.add(layers.InputLayer(shape=(10, 10, 3)))
-model.add(layers.Conv2D(6, 3, strides=2))
-model.add(layers.LeakyReLU(negative_slope=0.1))
-model.add(layers.Conv2D(6, (1, 3), padding="same"))
-model.add(layers.ELU(alpha=0.5))
-model.add(layers.Flatten())
-model.add(layers.Dense(12, use_bias=False))
-model.add(layers.LeakyReLU())
-model.add(layers.Dense(12))
-model.add(layers.ELU())
-model.add(layers.Dense(12))
-model.add(layers.ReLU())
-model.add(layers.Dense(7))
-model.add(layers.Softmax())
-
-model.compile(
-    loss=keras.losses.MeanSquaredError(),
-    optimizer=keras.optimizers.RMSprop(learning_rate=0.001),
-)
-'''
+MODELS = ["mnist_convnet", "conv_variants", "pooling", "batchnorm", "activations",
+          "activation_layers"]
 
 # Models also written by tf.keras 2 (tf_keras). Not "activations": tf.keras 2's
 # hard_sigmoid is 0.2*x+0.5 and it has no "silu" string in older releases.
@@ -357,8 +173,7 @@ def tf_keras2_child(name: str, weights_npz: str) -> None:
 
 
 def make_model(keras, tf, name: str, index: int) -> None:
-    text = MODELS[name]
-    (OUT / f"{name}.py").write_text(text)
+    text = (OUT / f"{name}.py").read_text()
     model = build_from_text(keras, text, f"{name}.py")
     ws = random_weights(model, SEED + 100 * index, KERNEL_SCALE.get(name, 1.0))
     for layer, w in zip(model.layers, ws):
@@ -722,7 +537,7 @@ def main() -> None:
 
     assert keras.__version__.startswith("3."), keras.__version__
     OUT.mkdir(parents=True, exist_ok=True)
-    for pattern in ("*.keras", "*.h5", "*.npz", "*.py"):  # what this script writes
+    for pattern in ("*.keras", "*.h5", "*.npz"):  # what this script writes
         for p in OUT.glob(pattern):
             p.unlink()
     print(f"keras {keras.__version__}, tensorflow {tf.__version__} -> {OUT}")
