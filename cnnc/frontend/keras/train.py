@@ -33,13 +33,19 @@ LOSS_DEFAULTS = {"from_logits": False, "label_smoothing": 0.0, "axis": -1,
 METRICS = {"accuracy": "accuracy", "acc": "accuracy"}
 
 
-def optimizer_text(value, arg: str = "optimizer") -> str:
+def _named(value, kind: str, arg: str) -> tuple[str, dict]:
+    """(class name, keyword arguments) of a loss or optimizer given as a string or an
+    object (`Adam(learning_rate=...)`, a config's serialized object)."""
     if isinstance(value, str):
-        cls, kwargs = value, {}
-    elif isinstance(value, Obj):
-        cls, kwargs = value.cls, dict(value.kwargs)
-    else:
-        raise Refused(f"optimizer {value!r} is not an optimizer", arg=arg)
+        return value, {}
+    if isinstance(value, Obj):
+        return value.cls, dict(value.kwargs)
+    raise Refused(f"{kind} {value!r} is not {'an' if kind[0] in 'aeiou' else 'a'} {kind}",
+                  arg=arg)
+
+
+def optimizer_text(value, arg: str = "optimizer") -> str:
+    cls, kwargs = _named(value, "optimizer", arg)
     entry = OPTIMIZERS.get(cls.lower())
     if entry is None:
         raise Refused(f"optimizer '{cls}' is not supported by cnnc (SGD, Adam, RMSprop, "
@@ -69,12 +75,7 @@ def optimizer_text(value, arg: str = "optimizer") -> str:
 
 
 def loss_text(value, arg: str = "loss") -> str:
-    if isinstance(value, str):
-        cls, kwargs = value, {}
-    elif isinstance(value, Obj):
-        cls, kwargs = value.cls, dict(value.kwargs)
-    else:
-        raise Refused(f"loss {value!r} is not a loss", arg=arg)
+    cls, kwargs = _named(value, "loss", arg)
     name = LOSSES.get(cls.lower())
     if name is None:
         raise Refused(f"loss '{cls}' is not supported by cnnc (categorical_crossentropy, "
