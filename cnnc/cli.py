@@ -226,24 +226,19 @@ def cmd_train(args) -> int:
 
 
 def cmd_import(args) -> int:
-    import io
-
-    import numpy as np
-
     from .frontend.keras import import_keras, parse_defines
-    from .util import atomic_write_bytes, atomic_write_text, check_output
+    from .runtime.weights import save_npz
+    from .util import atomic_write_text, check_output
     inputs = [args.file, args.weights]
     out = check_output(args.output, inputs=inputs)
     npz = out.with_suffix(".npz")
+    # weights come with --weights or inside a Keras file, never from code alone
     if args.weights is not None or Path(args.file).suffix.lower() != ".py":
         check_output(npz, inputs=inputs)
     result = import_keras(args.file, weights=args.weights, defines=parse_defines(args.define))
     weights = ""
     if result.params is not None:
-        check_output(npz, inputs=inputs)
-        buffer = io.BytesIO()
-        np.savez(buffer, **result.params)
-        atomic_write_bytes(npz, buffer.getvalue())
+        save_npz(npz, result.params)
         count = sum(int(a.size) for a in result.params.values())
         weights = f"; {npz}: {len(result.params)} weights ({count:,} parameters)"
     atomic_write_text(out, result.text)
