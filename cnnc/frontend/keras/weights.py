@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import io
 import math
+import os
 
 import numpy as np
 
@@ -43,7 +44,6 @@ def open_h5(source, label: str):
     try:
         if isinstance(source, bytes):
             return h5py.File(io.BytesIO(source), "r"), len(source)
-        import os
         size = os.path.getsize(source)
         return h5py.File(source, "r"), size
     except FileNotFoundError:
