@@ -9,6 +9,7 @@ verifier after every pass (as CNNC_VERIFY=1 does).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -156,7 +157,6 @@ def cmd_train(args) -> int:
     from . import data as datasets
     from .compiler import compile as compile_model
     from .runtime.fit import NonFiniteLoss
-
     from .util import check_output
     program = _program(args)
     model_ir = _model(program, args.model)
@@ -181,19 +181,35 @@ def cmd_train(args) -> int:
     if args.resume and not (run_dir / "checkpoint.npz").is_file():
         missing = "no such folder" if not run_dir.exists() else "no checkpoint.npz in it"
         raise CnncError(Diagnostic(f"--resume {run_dir}: nothing to resume ({missing})"))
+    world = _world(args, program, model_ir.name, spec)
+    if args.workers and world is None:            # start the ranks, which do the rest
+        from .runtime.launch import launch
+        return launch(args.argv, args.workers, run_dir)
+    epochs = args.epochs if args.epochs is not None else config.epochs
+    batch = args.batch_size or config.batch_size
+    if world is not None:
+        if not world.main:                        # rank 0 speaks for all
+            sys.stdout = open(os.devnull, "w")
+        threads = _threads()
+        print(f"data-parallel: {world.size} ranks x batch {batch} = global batch "
+              f"{world.size * batch}, {threads} Numba thread{'s' * (threads > 1)} per rank")
+        if args.target == "cuda":
+            from .runtime.distributed import select_gpu
+            select_gpu(world)
     ds = datasets.load(spec)
     if ds.note:
         print(ds.note)
     from .ir.ops.training import LOSSES
     datasets.check_fits(ds, model_ir.input_type.shape, model_ir.output_type.shape[-1], spec,
                         LOSSES[config.loss].sparse)
+    if world is not None and len(ds.x_train) < world.size:
+        raise CnncError(Diagnostic(f"{world.size} workers for {len(ds.x_train)} training "
+                                   f"samples: each worker needs at least one"))
     start = time.perf_counter()
     model = compile_model(args.file, target=args.target, model=model_ir.name, fuse=args.fuse)
     print(f"compiled {model_ir.name} ({model_ir.param_count:,} parameters) in "
           f"{time.perf_counter() - start:.1f} s; training on {len(ds.x_train):,} images "
           f"({ds.description})")
-    epochs = args.epochs if args.epochs is not None else config.epochs
-    batch = args.batch_size or config.batch_size
     x_val = y_val = None
     split = config.validation_split
     x, y = ds.x_train, ds.y_train
@@ -206,10 +222,14 @@ def cmd_train(args) -> int:
                             run_dir=run_dir, resume=bool(args.resume),
                             verbose=2 if args.quiet else 1)
     except NonFiniteLoss as e:
-        print(f"cnnc: error: {e}", file=sys.stderr)
+        _error(f"cnnc: error: {e}", shared=True)
         return 1
     except KeyboardInterrupt as stop:
         return getattr(stop, "exit_status", 130)
+    if world is not None:
+        reduce_note(world, history)
+        if not world.main:
+            return 0
     model.save_weights(run_dir / "weights.npz")
     if ds.x_test is not None:
         loss, acc = model.evaluate(ds.x_test, ds.y_test)
@@ -223,6 +243,38 @@ def cmd_train(args) -> int:
         from .reports.plot import plot_history
         plot_history(history, args.plot)
     return 0
+
+
+def _world(args, program, model: str, spec: str):
+    """The MPI world this `cnnc train` runs in (None: alone), its ranks checked to train
+    the same model on the same data."""
+    from .runtime import distributed
+    size = distributed.launched_size()
+    if args.workers and size > 1 and args.workers != size:
+        raise CnncError(Diagnostic(f"--workers {args.workers}, but the launcher started "
+                                   f"{size} processes: give one or the other"))
+    if args.workers and size == 1:
+        return None
+    world = distributed.join(timeout=args.comm_timeout)
+    if world is not None:
+        world.check_same("model file, model or data", json.dumps(
+            [program.text, model, spec, args.target, args.fuse, args.epochs,
+             args.batch_size, bool(args.resume)]))
+    return world
+
+
+def _threads() -> int:
+    import numba
+    return numba.get_num_threads()
+
+
+def reduce_note(world, history) -> None:
+    """The communication of a data-parallel run, on rank 0's output."""
+    steps = max(world.allreduce_calls, 1)
+    seconds = sum(history.timing.get("seconds", [])) or 1e-9
+    print(f"allreduce: {world.allreduce_calls:,} steps, {world.step_bytes / 1e6:.2f} MB per "
+          f"step, {world.allreduce_seconds / steps * 1e3:.2f} ms per step "
+          f"({100 * world.allreduce_seconds / seconds:.1f}% of the training time)")
 
 
 def cmd_import(args) -> int:
@@ -318,6 +370,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its checkpoint")
     p.add_argument("--plot", metavar="PNG", help="draw loss and accuracy curves (matplotlib)")
     p.add_argument("--quiet", action="store_true", help="no progress bar, a line per epoch")
+    p.add_argument("--workers", type=_positive, metavar="N",
+                   help="train on N processes (MPI ranks) on this machine, each at "
+                        "--batch-size: the global batch is N times it (needs cnnc[mpi]); "
+                        "under mpiexec or srun, cnnc joins the launcher's ranks by itself")
+    p.add_argument("--comm-timeout", type=float, default=120.0, metavar="SECONDS",
+                   help="with several ranks: how long a rank waits for the others before "
+                        "it stops with an error (default 120; the first step, which "
+                        "compiles, waits longer)")
     p.set_defaults(run=cmd_train)
 
     p = sub.add_parser("import", help="a Keras model (code, .keras or .h5) as a .cnn file "
@@ -389,37 +449,59 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     debug = args.debug or os.environ.get("CNNC_DEBUG") == "1"
     if debug:
         os.environ.setdefault("CNNC_VERIFY", "1")
+    code = _run(args, debug)
+    from .runtime import distributed
+    if distributed._WORLD is not None:        # a rank of a data-parallel run
+        return distributed.leave(code)
+    return code
+
+
+def _error(text: str, shared: bool = False) -> None:
+    """Print an error line. In a data-parallel run, an error every rank meets alike
+    (`shared`: bad input, a NaN loss) is said by rank 0 alone; others name their rank."""
+    from .runtime import distributed
+    world = distributed._WORLD
+    if world is not None and not world.main:
+        if shared:
+            return
+        if not text.startswith("cnnc: error: rank "):
+            text = text.replace("cnnc: error: ", f"cnnc: error: rank {world.rank}: ", 1)
+    print(text, file=sys.stderr)
+
+
+def _run(args, debug: bool) -> int:
     try:
         return args.run(args)
     except CnncError as e:
-        print(e.render(), file=sys.stderr)
+        _error(e.render(), shared=True)
         return 2
     except CnncRuntimeError as e:
-        print(f"cnnc: error: {e}", file=sys.stderr)
+        _error(f"cnnc: error: {e}", shared=getattr(e, "shared", False))
         return 1
     except KeyboardInterrupt as stop:
-        print("cnnc: interrupted", file=sys.stderr)
+        _error("cnnc: interrupted", shared=True)
         return getattr(stop, "exit_status", 130)
     except BrokenPipeError:
         return 0
     except MemoryError:
         if debug:
             raise
-        print("cnnc: error: out of memory (the model, its batch or the data does not fit "
-              "this machine's memory)", file=sys.stderr)
+        _error("cnnc: error: out of memory (the model, its batch or the data does not fit "
+               "this machine's memory)")
         return 1
     except OSError as e:                 # the machine's: disk full, permissions, ...
         if debug:
             raise
         where = f": {e.filename}" if e.filename else ""
-        print(f"cnnc: error: {e.strerror or e}{where}", file=sys.stderr)
+        _error(f"cnnc: error: {e.strerror or e}{where}")
         return 1
     except Exception as e:  # an internal error: a bug in cnnc, not bad input
         if debug:
             raise
-        print(f"cnnc: internal error: {type(e).__name__}: {e}\n"
-              f"(run with --debug for the traceback, and please report it)", file=sys.stderr)
+        _error(f"cnnc: internal error: {type(e).__name__}: {e}\n"
+               f"(run with --debug for the traceback, and please report it)")
         return 1

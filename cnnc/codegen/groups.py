@@ -129,6 +129,7 @@ RESERVED = frozenset("""
     n_batch n_in n_out blk n0 rows acc patch taps base pooled top left rows_in scale total
     u0 u1 u2 u3 v0 v1 v2 v3 dx dgamma dbeta loss correct dz g_i partial chunk chunks
     positions patch_t dy_t x_t y2 part inv_std inv_rows label best lse dot width index
+    global_index
     inv x2 e v ch h0 w0 cols_in h_lo h_hi w_lo w_hi channels ZERO ONE FASTMATH np math prange njit
     g d a rest share wk dropout_keep mix32 mul32
     """.split()) | {f"x{r}{s}" for r in range(10) for s in range(10)} \
@@ -154,7 +155,9 @@ class Chain:
 
         `full` indexes a tensor shaped like the output element (e.g. "[n, oh, ow, k]"),
         `channel` a per-channel vector (e.g. "[k]"), `index` is the element's flat index
-        (for counter-based dropout masks). Scalar arguments are read as they are.
+        (for counter-based dropout masks: IDX in an op's expression; for an op that
+        reads `first`, the index of the batch's first sample in a global batch, IDX is
+        the element's index in the global batch). Scalar arguments are read as they are.
         """
         lines: list[str] = []
         known = {value: start} if value is not None else {}
@@ -182,10 +185,19 @@ class Chain:
                     names[key] = f32(attr)
             if "IDX" in op.expr:
                 assert index is not None, f"{node.op} needs the element index"
-                if "index" not in known:
-                    lines.append(f"index = {index}")
-                    known["index"] = "index"
-                names["IDX"] = "index"
+                if "first" in op.inputs:
+                    # in a batch that starts at sample `first` of a global batch: the
+                    # element's index in the global batch
+                    if "global_index" not in known:
+                        size = self.graph.type(node.output).numel
+                        lines.append(f"global_index = {names['first']} * {size} + {index}")
+                        known["global_index"] = "global_index"
+                    names["IDX"] = "global_index"
+                else:
+                    if "index" not in known:
+                        lines.append(f"index = {index}")
+                        known["index"] = "index"
+                    names["IDX"] = "index"
             var = self.namer(op.short)
             lines.append(f"{var} = {substitute(op.expr, names)}")
             known[node.output] = var

@@ -67,6 +67,8 @@ def generate(model: Model, graph: Graph, options: Options, training=None) -> Gen
         extra = dict(optimizer=dict(training.training.hyper, rule=training.training.rule),
                      label_shape=tuple(training.training.labels_shape),
                      trainable_size=sum(p.size for p in training.trainable),
+                     stats_size=sum(2 * training.train_graph.type(mean).numel
+                                    for mean, *_ in training.training.bn_stats),
                      prepare_train=training.prepare_lines(training.train_graph,
                                                           training.train_steps, prepare_of),
                      prepare_eval=training.prepare_lines(training.eval_graph,

@@ -65,13 +65,13 @@ class TrainingProgram:
     def plan(self):
         tg = self.training
         g = self.train_graph
-        bindings = {"input": "x", "labels": "labels", "seed": "seed"}
+        bindings = {"input": "x", "labels": "labels", "seed": "seed", "first": "first"}
         bindings.update({p.name: f"params[{p.name!r}]" for p in g.params})
         bindings.update({n.output: f"params[{n.output!r}]" for n in g.nodes if is_prepare(n)})
         bindings.update({grad: f"grads[{param!r}]" for param, grad in tg.param_grads.items()})
         stat_values = [v for _, _, mean, var, _ in tg.bn_stats for v in (mean, var)]
         train = plan_host(g, self.batch_steps, "train_batch", bindings, self.target,
-                          taken={"params", "grads", "x", "labels", "seed"},
+                          taken={"params", "grads", "x", "labels", "seed", "first"},
                           keep=["loss", "loss:correct"] + stat_values)
         stats = [f"({train.var[mean]}, {train.var[var]})" for _, _, mean, var, _ in tg.bn_stats]
         train.lines.append("batch_stats = [" + "".join(f"\n    {s}," for s in stats) +

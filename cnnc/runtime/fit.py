@@ -38,14 +38,20 @@ class History:
 
     history: dict = field(default_factory=dict)
     epoch: list = field(default_factory=list)
+    timing: dict = field(default_factory=dict)    # per epoch: "seconds", "allreduce_seconds"
 
-    def add(self, epoch: int, logs: dict) -> None:
+    def add(self, epoch: int, logs: dict, timing: dict | None = None) -> None:
         self.epoch.append(epoch)
         for key, value in logs.items():
             self.history.setdefault(key, []).append(value)
+        for key, value in (timing or {}).items():
+            self.timing.setdefault(key, []).append(value)
 
     def to_json(self) -> str:
-        return json.dumps({"epoch": self.epoch, "history": self.history}, indent=2)
+        record = {"epoch": self.epoch, "history": self.history}
+        if self.timing:
+            record["timing"] = self.timing
+        return json.dumps(record, indent=2)
 
 
 class NonFiniteLoss(CnncRuntimeError):
@@ -107,6 +113,17 @@ class AtomicSteps:
         self._saved = None
         return False
 
+    @property
+    def pending(self):
+        """The signal waiting for the step under way to end, or None."""
+        return self._pending
+
+    def request(self, signum) -> None:
+        """Stop at the end of the step under way as if `signum` had arrived in it (the
+        ranks of a data-parallel run stop together: one was asked to)."""
+        if self._pending is None:
+            self._pending = signum
+
     def _handle(self, signum, frame):
         if self._in_step:
             self._pending = signum
@@ -119,12 +136,12 @@ class AtomicSteps:
 
 
 def save_checkpoint(run_dir: Path, model, state: dict, pos: Position, history: History,
-                    seed: int, batch_size: int) -> None:
+                    seed: int, batch_size: int, workers: int = 1) -> None:
     arrays = {f"param/{k}": v for k, v in model._host_params().items()}
     arrays.update({f"state/{k}": v for k, v in model._host_state(state).items()})
     meta = {"epoch": pos.epoch, "batch": pos.batch, "step": pos.step,
             "loss_sum": pos.loss_sum, "correct_sum": pos.correct_sum, "seen": pos.seen,
-            "seed": seed, "batch_size": batch_size, "model": model.name,
+            "seed": seed, "batch_size": batch_size, "workers": workers, "model": model.name,
             "history": json.loads(history.to_json())}
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
     save_npz(run_dir / CHECKPOINT, arrays)
@@ -149,18 +166,23 @@ def _check_meta(path: Path, meta) -> None:
         if low is not None and value < low or isinstance(value, float) and \
                 not math.isfinite(value):
             bad(f"'{key}' is {value!r}")
-    if "batch_size" in meta and (not isinstance(meta["batch_size"], int) or
-                                 isinstance(meta["batch_size"], bool) or
-                                 meta["batch_size"] < 1):
-        bad(f"'batch_size' is {meta['batch_size']!r}")
+    for key in ("batch_size", "workers"):
+        if key in meta and (not isinstance(meta[key], int) or isinstance(meta[key], bool) or
+                            meta[key] < 1):
+            bad(f"'{key}' is {meta[key]!r}")
     history = meta.get("history")
     if not isinstance(history, dict) or not isinstance(history.get("epoch"), list) or \
             not isinstance(history.get("history"), dict) or \
-            not all(isinstance(v, list) for v in history["history"].values()):
+            not all(isinstance(v, list) for v in history["history"].values()) or \
+            not isinstance(history.get("timing", {}), dict) or \
+            not all(isinstance(v, list) for v in history.get("timing", {}).values()):
         bad("no history")
 
 
-def load_checkpoint(run_dir: Path, model, state: dict, batch_size: int):
+def load_checkpoint(run_dir: Path, model, state: dict, batch_size: int, workers: int = 1):
+    """Restore the model's parameters and optimizer state from `run_dir`'s checkpoint;
+    returns (Position, History, seed). `batch_size` is the global batch (workers x the
+    batch of each): a run stopped within an epoch resumes only at the same one."""
     path = Path(run_dir) / CHECKPOINT
     arrays = read_npz(path)
     if "meta" not in arrays:
@@ -174,61 +196,135 @@ def load_checkpoint(run_dir: Path, model, state: dict, batch_size: int):
         raise FileError(path, f"checkpoint of model '{meta.get('model')}', not '{model.name}'")
     saved_batch = meta.get("batch_size")
     if meta["batch"] and saved_batch is not None and saved_batch != batch_size:
+        saved_workers = meta.get("workers", 1)
+        if saved_workers == 1 and workers == 1:
+            raise FileError(path, f"the run stopped after batch {meta['batch']} of epoch "
+                                  f"{meta['epoch'] + 1} at batch size {saved_batch}; resume "
+                                  f"it with batch size {saved_batch} (the batch size may "
+                                  f"change only between epochs)")
         raise FileError(path, f"the run stopped after batch {meta['batch']} of epoch "
-                              f"{meta['epoch'] + 1} at batch size {saved_batch}; resume it "
-                              f"with batch size {saved_batch} (the batch size may change "
-                              f"only between epochs)")
+                              f"{meta['epoch'] + 1} at a global batch of {saved_batch} "
+                              f"({saved_workers} x {saved_batch // saved_workers}), not "
+                              f"{batch_size} ({workers} x {batch_size // workers}); resume "
+                              f"it with workers x batch size = {saved_batch} (the batch "
+                              f"size may change only between epochs)")
     params = check_params(path, {k[6:]: v for k, v in arrays.items() if k.startswith("param/")},
                           model.param_shapes())
     slots = {k[6:]: v for k, v in arrays.items() if k.startswith("state/")}
     if set(slots) != set(state) or any(slots[k].shape != state[k].shape for k in state):
         raise FileError(path, "optimizer state does not match this model's optimizer")
     model._restore(params, state, slots)
-    history = History(meta["history"]["history"], meta["history"]["epoch"])
+    record = meta["history"]
+    history = History(record["history"], record["epoch"], record.get("timing", {}))
     pos = Position(meta["epoch"], meta["batch"], meta["step"], meta["loss_sum"],
                    meta["correct_sum"], meta["seen"])
     return pos, history, meta["seed"]
 
 
+def _share_state(world, model, state: dict) -> None:
+    """Rank 0's parameters and optimizer state on every rank (in place)."""
+    params = {k: np.ascontiguousarray(v) for k, v in model._host_params().items()}
+    slots = {k: np.ascontiguousarray(v) for k, v in model._host_state(state).items()}
+    for array in (*params.values(), *slots.values()):
+        world.broadcast(array)
+    if not world.main:
+        model._restore(params, state, slots)
+
+
+def _resume(world, run_dir, model, state: dict, batch_size: int):
+    """load_checkpoint; in a data-parallel run rank 0 reads it and every rank gets what
+    it holds (an error in it stops every rank, with rank 0 saying why)."""
+    if world is None:
+        return load_checkpoint(run_dir, model, state, batch_size)
+    result = error = None
+    if world.main:
+        try:
+            result = load_checkpoint(run_dir, model, state, batch_size, world.size)
+        except FileError as e:
+            error = e
+    shared = world.broadcast_json(None if result is None else {
+        "pos": vars(result[0]), "seed": result[2],
+        "history": json.loads(result[1].to_json())})
+    if shared is None:
+        raise error if error is not None else FileError(Path(run_dir) / CHECKPOINT,
+                                                        "rank 0 could not read it")
+    _share_state(world, model, state)
+    record = shared["history"]
+    return (Position(**shared["pos"]),
+            History(record["history"], record["epoch"], record.get("timing", {})),
+            shared["seed"])
+
+
+# A stop flag in the step's allreduce: each rank adds its own, so all see any of them.
+_STOP_FLAG = {signal.SIGINT: 1.0, signal.SIGTERM: 65536.0}
+
+
 def run(model, x, y, *, epochs: int, batch_size: int, seed: int, x_val=None, y_val=None,
         shuffle: bool = True, verbose: int = 1, run_dir=None, resume: bool = False,
-        metric: str = "accuracy", log=print, start: Position | None = None) -> History:
+        metric: str = "accuracy", log=print, start: Position | None = None,
+        world=None) -> History:
     """Train until `epochs` epochs are done in all (counting from the model's first: a
     second fit continues the first's epochs and optimizer steps). `start`: where the
     model's training stands, unless resuming from `run_dir`'s checkpoint. Returns the
-    History of this call; the model's position afterwards is `model._position`."""
+    History of this call; the model's position afterwards is `model._position`.
+
+    With `world` (distributed.World), this is one rank of a data-parallel run:
+    `batch_size` is each rank's, the global batch world.size times it (module
+    docstring of distributed.py); only rank 0 logs and writes `run_dir`."""
     module = model.module
     state = model._opt_state()
     history = History()
     pos = Position(start.epoch, 0, start.step) if start is not None else Position()
     run_dir = Path(run_dir) if run_dir is not None else None
+    workers = world.size if world is not None else 1
+    writes = world is None or world.main
+    if not writes:
+        verbose = 0
+    global_batch = batch_size * workers
     if resume:
-        pos, history, seed = load_checkpoint(run_dir, model, state, batch_size)
+        pos, history, seed = _resume(world, run_dir, model, state, global_batch)
+    elif world is not None:
+        _share_state(world, model, state)
     params = model._train_params()
     n = len(x)
-    batches = math.ceil(n / batch_size)
+    batches = math.ceil(n / global_batch)
     labels = module.labels_for(y)
     val = (x_val, module.labels_for(y_val)) if x_val is not None else None
     checkpointed = False
+    reduce = world.step_allreduce if world is not None else None
     try:
         with AtomicSteps() as step_boundary:
+            if world is not None:
+                world.flag = lambda: _STOP_FLAG.get(step_boundary.pending, 0.0)
             while pos.epoch < epochs:
                 order = np.random.default_rng([seed, pos.epoch]).permutation(n) if shuffle \
                     else np.arange(n)
                 bar = _progress(verbose, batches, pos, epochs)
                 start_time = time.perf_counter()
+                reduce_start = world.allreduce_seconds if world is not None else 0.0
                 done_at_start = pos.seen
                 while pos.batch < batches:
-                    index = np.sort(order[pos.batch * batch_size:(pos.batch + 1) * batch_size])
+                    index = np.sort(order[pos.batch * global_batch:
+                                          (pos.batch + 1) * global_batch])
+                    count, first = len(index), 0
+                    if world is not None:        # this rank's part of the global batch
+                        first, last = world.part(count)
+                        index = index[first:last]
+                        world.context = f"in step {pos.step + 1} (epoch {pos.epoch + 1}, " \
+                                        f"batch {pos.batch + 1})"
                     xb = np.ascontiguousarray(x[index])
                     with step_boundary:
                         loss, acc = module.train_step(params, state, xb, labels[index],
-                                                      pos.step, seed)
+                                                      pos.step, seed, first=first,
+                                                      total=count, allreduce=reduce)
                         pos.batch += 1
                         pos.step += 1
-                        pos.loss_sum += loss * len(index)
-                        pos.correct_sum += acc * len(index)
-                        pos.seen += len(index)
+                        pos.loss_sum += loss * count
+                        pos.correct_sum += acc * count
+                        pos.seen += count
+                        if world is not None and world.stop:     # a rank was asked to stop
+                            step_boundary.request(signal.SIGTERM if world.stop >= 65536
+                                                  else signal.SIGINT)
                     if not math.isfinite(loss):
                         model._changed()
                         raise NonFiniteLoss(
@@ -247,32 +343,55 @@ def run(model, x, y, *, epochs: int, batch_size: int, seed: int, x_val=None, y_v
                     logs = {"loss": pos.loss_sum / pos.seen,
                             metric: pos.correct_sum / pos.seen}
                     if val is not None:
-                        logs["val_loss"], logs[f"val_{metric}"] = module.evaluate(
-                            params, val[0], val[1], batch_size=max(batch_size, 256))
-                    history.add(pos.epoch, logs)
+                        logs["val_loss"], logs[f"val_{metric}"] = _evaluate(
+                            module, params, val, max(batch_size, 256), world)
                     seconds = time.perf_counter() - start_time
+                    timing = {"seconds": round(seconds, 4)}
+                    if world is not None:
+                        timing["allreduce_seconds"] = round(
+                            world.allreduce_seconds - reduce_start, 4)
+                    history.add(pos.epoch, logs, timing)
                     if bar is not None:
                         bar.close()
                     if verbose:
+                        spent = f"{seconds:.1f} s" + (
+                            f", {timing['allreduce_seconds']:.1f} s in allreduce"
+                            if world is not None else "")
                         log(f"epoch {pos.epoch + 1}/{epochs}: " + ", ".join(
-                            f"{k} {v:.4f}" for k, v in logs.items()) + f" ({seconds:.1f} s)")
+                            f"{k} {v:.4f}" for k, v in logs.items()) + f" ({spent})")
                     pos = Position(pos.epoch + 1, 0, pos.step)
                     model._position = pos
-                    if run_dir is not None:
-                        save_checkpoint(run_dir, model, state, pos, history, seed, batch_size)
+                    if run_dir is not None and writes:
+                        save_checkpoint(run_dir, model, state, pos, history, seed,
+                                        global_batch, workers)
                         atomic_write_text(run_dir / "history.json", history.to_json())
                         checkpointed = True
     except KeyboardInterrupt as stop:
         model._changed()
         model._position = pos
-        if run_dir is not None:
-            save_checkpoint(run_dir, model, state, pos, history, seed, batch_size)
+        if run_dir is not None and writes:
+            save_checkpoint(run_dir, model, state, pos, history, seed, global_batch, workers)
             what = "terminated" if isinstance(stop, Terminated) else "interrupted"
             log(f"\n{what}: checkpoint written to {run_dir / CHECKPOINT} (epoch "
                 f"{pos.epoch + 1}, batch {pos.batch}); continue with --resume {run_dir}")
         raise
     model._position = pos
     return history
+
+
+def _evaluate(module, params, val, batch_size: int, world) -> tuple[float, float]:
+    """(loss, accuracy) on the validation data; in a data-parallel run each rank takes
+    its part of it and the sums are added up."""
+    x, labels = val
+    if world is None:
+        return module.evaluate(params, x, labels, batch_size=batch_size)
+    lo, hi = world.part(len(x))
+    loss = accuracy = 0.0
+    if hi > lo:
+        loss, accuracy = module.evaluate(params, x[lo:hi], labels[lo:hi],
+                                         batch_size=batch_size)
+    total = world.sum([loss * (hi - lo), accuracy * (hi - lo)])
+    return float(total[0]) / len(x), float(total[1]) / len(x)
 
 
 def _progress(verbose: int, batches: int, pos: Position, epochs: int):

@@ -10,6 +10,7 @@ import numpy as np
 from ..errors import CnncError, Diagnostic
 from ..frontend.program import Model
 from ..ir.ops.training import LOSSES
+from . import distributed
 from .fit import Position, run
 from .kernel_store import seal_compiled
 from .labels import LabelError, check_labels
@@ -229,13 +230,19 @@ class CompiledModel:
 
     def fit(self, x, y, epochs: int | None = None, batch_size: int | None = None,
             validation_split: float = 0.0, validation_data=None, shuffle: bool = True,
-            verbose: int = 1, seed: int | None = None, run_dir=None, resume: bool = False):
+            verbose: int = 1, seed: int | None = None, run_dir=None, resume: bool = False,
+            comm=None):
         """Train (Keras-like); returns a History. Defaults come from the train block.
 
         The optimizer's state and step count carry over from one call to the next, as in
         tf.keras, and so does the epoch count (it keys the shuffle and the dropout
         masks): two calls of one epoch train as one call of two. With `resume`, training
-        continues from `run_dir`'s checkpoint until `epochs` epochs are done in all."""
+        continues from `run_dir`'s checkpoint until `epochs` epochs are done in all.
+
+        Data-parallel: in a process an MPI launcher started (`mpiexec -n N python ...`,
+        `srun`), or given an mpi4py communicator `comm`, the ranks train together
+        (cnnc.runtime.distributed): `batch_size` is each rank's, every rank passes the
+        same data, and only rank 0 prints and writes `run_dir`."""
         self._require_training()
         cfg = self._config
         epochs = epochs if epochs is not None else cfg.epochs
@@ -255,14 +262,19 @@ class CompiledModel:
             split = validation_split or cfg.validation_split
             cut = int(len(x) * (1 - split))          # Keras: the last samples, unshuffled
             x, x_val, y, y_val = x[:cut], x[cut:], y[:cut], y[cut:]
-        if run_dir is not None and not resume:      # a resume reads what is there
-            from pathlib import Path
+        world = distributed.world_from(comm) if comm is not None else distributed.join()
+        if run_dir is not None and not resume and (world is None or world.main):
+            from pathlib import Path  # a resume reads what is there
             Path(run_dir).mkdir(parents=True, exist_ok=True)
         total = epochs if resume else self._position.epoch + epochs
+        if world is not None and len(x) < world.size:
+            raise ValueError(f"fit got {len(x)} samples for {world.size} ranks: each rank "
+                             f"needs at least one")
         with _ModuleCall(self.module):
             history = run(self, x, y, epochs=total, batch_size=batch_size, seed=seed,
                           x_val=x_val, y_val=y_val, shuffle=shuffle, verbose=verbose,
-                          run_dir=run_dir, resume=resume, start=self._position)
+                          run_dir=run_dir, resume=resume, start=self._position,
+                          world=world)
         self._changed()
         return history
 

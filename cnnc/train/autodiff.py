@@ -73,11 +73,14 @@ class _Ctx:
 
 class _FormCtx:
     """What training forms (`op.train`) see: emit the node(s) that stand for `node` in the
-    training graph, under its name; the step's seed; dropout salts; moving statistics."""
+    training graph, under its name; the step's seed and the index of the batch's first
+    sample in the step's global batch (data-parallel training); dropout salts; moving
+    statistics."""
 
-    def __init__(self, builder: GraphBuilder, seed: str):
+    def __init__(self, builder: GraphBuilder, seed: str, first: str):
         self.builder = builder
         self.seed = seed
+        self.first = first
         self.node = None
         self.bn_stats: list[tuple] = []
         self._salts = 0
@@ -120,13 +123,14 @@ def build_training_graph(model: Model, loss: str, optimizer: OptimizerConfig) ->
     labels_shape = () if LOSSES[loss].sparse else source.type(out).shape
     labels = b.input("labels", TensorType(labels_shape), LABEL)
     seed = b.input("seed", TensorType((), batched=False, dtype="int64"), SCALAR)
+    first = b.input("first", TensorType((), batched=False, dtype="int64"), SCALAR)
     for p in source.params:
         b.params.append(p)
         b._define(Value(p.name, source.type(p.name), PARAM if p.trainable else STATE))
 
     # 1. forward in training mode
     alias: dict[str, str] = {x: x}
-    forms = _FormCtx(b, seed)
+    forms = _FormCtx(b, seed, first)
     forward: list[Node] = []
     for node in source.nodes:
         ins = [alias.get(v, v) for v in node.inputs]

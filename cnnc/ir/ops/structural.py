@@ -51,18 +51,21 @@ def _add_grad(ctx, node, dy):
 def _dropout_train(ctx, node, ins):
     """In a training graph: this step's mask, numbered by the layer's salt (its place
     among the model's dropout layers)."""
-    return ctx.emit("dropout_train", [ins[0], ctx.seed],
+    return ctx.emit("dropout_train", [ins[0], ctx.seed, ctx.first],
                     {"rate": node.attrs["rate"], "salt": ctx.salt()})
 
 
 def _dropout_train_grad(ctx, node, dy):
     """Saves nothing: the mask is recomputed from the step's seed and the element index."""
-    return [ctx.emit("dropout_grad", [dy, node.inputs[1]], node.attrs), None]
+    return [ctx.emit("dropout_grad", [dy, node.inputs[1], node.inputs[2]], node.attrs), None,
+            None]
 
 
 # Inverted dropout with a counter-based mask: element `IDX` of a tensor is kept when
-# uniform(seed, salt, IDX) >= rate, and scaled by 1 / (1 - rate). No mask is stored: the
-# gradient recomputes it.
+# uniform(seed, salt, IDX) >= rate, and scaled by 1 / (1 - rate). IDX is the element's
+# index in the step's global batch, whose sample `first` the batch starts at (0 but in
+# data-parallel training): N processes at batch B draw the masks one process draws at
+# batch N * B. No mask is stored: the gradient recomputes it.
 _KEEP = "dropout_keep(seed, salt, IDX, rate)"
 
 register(
@@ -77,10 +80,10 @@ register(
           attrs=(Attr("rate", Float(0.0, 1.0, max_open=True), positional=True,
                       doc="fraction of units dropped while training"),),
           doc="inverted dropout while training; the identity at inference"),
-    OpDef("dropout_train", ELEMENTWISE, lambda attrs, ins: ins[0], inputs=("x", "seed"),
+    OpDef("dropout_train", ELEMENTWISE, lambda attrs, ins: ins[0], inputs=("x", "seed", "first"),
           expr=f"x * {_KEEP}", template="elementwise", flops=lambda a, i, o: o.numel,
           grad=_dropout_train_grad, doc="dropout while training (seeded per step)"),
-    OpDef("dropout_grad", ELEMENTWISE, lambda attrs, ins: ins[0], inputs=("dy", "seed"),
+    OpDef("dropout_grad", ELEMENTWISE, lambda attrs, ins: ins[0], inputs=("dy", "seed", "first"),
           expr=f"dy * {_KEEP}", template="elementwise", flops=lambda a, i, o: o.numel,
           direction=BACKWARD, doc="gradient of dropout: the same mask and scale applied to dy"),
     OpDef("bias_add", BROADCAST, _bias_add, inputs=("x", "b"), expr="x + b",
