@@ -182,7 +182,7 @@ def cmd_train(args) -> int:
         missing = "no such folder" if not run_dir.exists() else "no checkpoint.npz in it"
         raise CnncError(Diagnostic(f"--resume {run_dir}: nothing to resume ({missing})"))
     world = _world(args, program, model_ir.name, spec)
-    if args.workers and world is None:            # start the ranks, which do the rest
+    if args.workers and args.workers > 1 and world is None:    # start the ranks
         from .runtime.launch import launch
         return launch(args.argv, args.workers, run_dir)
     epochs = args.epochs if args.epochs is not None else config.epochs
@@ -193,9 +193,7 @@ def cmd_train(args) -> int:
         threads = _threads()
         print(f"data-parallel: {world.size} ranks x batch {batch} = global batch "
               f"{world.size * batch}, {threads} Numba thread{'s' * (threads > 1)} per rank")
-        if args.target == "cuda":
-            from .runtime.distributed import select_gpu
-            select_gpu(world)
+        targets.get(args.target).bind_rank(world.local_rank)
     ds = datasets.load(spec)
     if ds.note:
         print(ds.note)
@@ -253,7 +251,7 @@ def _world(args, program, model: str, spec: str):
     if args.workers and size > 1 and args.workers != size:
         raise CnncError(Diagnostic(f"--workers {args.workers}, but the launcher started "
                                    f"{size} processes: give one or the other"))
-    if args.workers and size == 1:
+    if args.workers and size == 1:               # --workers 1: this process alone
         return None
     world = distributed.join(timeout=args.comm_timeout)
     if world is not None:

@@ -33,6 +33,7 @@ INSTALL = "pip install 'cnnc[mpi]' (mpi4py and the MPICH runtime)"
 # What MPI launchers put in each process's environment: the number of processes.
 _SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "MV2_COMM_WORLD_SIZE",
                    "SLURM_STEP_NUM_TASKS")
+STATUS_DIR = "CNNC_LAUNCH_STATUS"   # set by `cnnc train --workers`: where ranks report
 DEFAULT_TIMEOUT = 120.0           # seconds a rank waits for the others in one collective
 FIRST_STEP_TIMEOUT = 1800.0       # the first step compiles the kernels on every rank
 
@@ -191,7 +192,6 @@ def join(timeout: float | None = None) -> World | None:
             f"{MPI.COMM_WORLD.Get_size()}: mpi4py uses another MPI library than the "
             f"launcher's (use the mpiexec of the MPI that mpi4py was installed with)")
     _WORLD = World(MPI.COMM_WORLD, DEFAULT_TIMEOUT if timeout is None else timeout)
-    from .launch import report
     report(_WORLD)                             # for `cnnc train --workers`: started
     if "NUMBA_NUM_THREADS" not in os.environ:
         import numba
@@ -208,13 +208,15 @@ def world_from(comm, timeout: float | None = None) -> World:
     return World(comm, DEFAULT_TIMEOUT if timeout is None else timeout)
 
 
-def select_gpu(world: World) -> int:
-    """With the CUDA target: rank r uses GPU (local rank) mod (GPUs visible)."""
-    from numba import cuda
-    count = len(cuda.gpus)
-    device = world.local_rank % max(count, 1)
-    cuda.select_device(device)
-    return device
+def report(world, status: int | None = None) -> None:
+    """In a rank `cnnc train --workers` started (launch.py): leave this rank's process id
+    (at start-up) and its exit status (at the end) for the launcher."""
+    folder = os.environ.get(STATUS_DIR)
+    if not folder or world is None:
+        return
+    path = os.path.join(folder, f"rank-{world.rank}.json")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(json.dumps({"pid": os.getpid(), "status": status}))
 
 
 def leave(status: int) -> int:
@@ -222,8 +224,6 @@ def leave(status: int) -> int:
     after a failure the process ends at once, as MPI's finalization could wait forever
     for a rank that is gone."""
     import sys
-
-    from .launch import report
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()

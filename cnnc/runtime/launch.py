@@ -26,12 +26,11 @@ from pathlib import Path
 from ..errors import CnncRuntimeError
 from . import distributed
 
-STATUS_DIR = "CNNC_LAUNCH_STATUS"        # the environment variable naming the folder
 # What the runtimes print when they stop a job (Hydra on stdout): replaced by one line.
 _RUNTIME_CHATTER = re.compile(
     r"^(=+|=  .*|YOUR APPLICATION TERMINATED.*|This typically refers to a problem.*|"
     r"Please see the FAQ page.*|-+|Primary job +terminated.*|mpiexec noticed that.*|"
-    r"prterun noticed that.*|\s*)$")
+    r"prterun noticed that.*|\[mpiexec@.*|\s*)$")
 
 
 def mpiexec() -> tuple[str, list[str]]:
@@ -68,16 +67,6 @@ def rank_argv(argv: list[str]) -> list[str]:
     return out
 
 
-def report(world, status: int | None = None) -> None:
-    """In a rank `launch` started: leave this rank's process id (at start-up) and its exit
-    status (at the end) for the launcher."""
-    folder = os.environ.get(STATUS_DIR)
-    if not folder or world is None:
-        return
-    path = Path(folder) / f"rank-{world.rank}.json"
-    path.write_text(json.dumps({"pid": os.getpid(), "status": status}))
-
-
 def launch(argv: list[str], workers: int, run_dir: Path) -> int:
     """Run `cnnc argv` as `workers` ranks; their exit status, or 1 with one line saying
     which rank died."""
@@ -87,7 +76,7 @@ def launch(argv: list[str], workers: int, run_dir: Path) -> int:
     env.setdefault("NUMBA_NUM_THREADS", str(threads))
     env["PYTHONUNBUFFERED"] = "1"
     with tempfile.TemporaryDirectory(prefix="cnnc-launch-") as folder:
-        env[STATUS_DIR] = folder
+        env[distributed.STATUS_DIR] = folder
         cmd = [command, "-n", str(workers), *options, sys.executable, "-m", "cnnc",
                *rank_argv(argv)]
         chatter = []

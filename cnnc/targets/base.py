@@ -80,6 +80,10 @@ class Target:
     def model_class(self):
         raise NotImplementedError
 
+    def bind_rank(self, local_rank: int) -> None:
+        """Choose this process's device as a rank of a data-parallel run (the rank's
+        index among the ranks on its machine); the CPU has nothing to choose."""
+
     def kernel_resources(self, compiled, cc) -> list[dict]:
         """Registers, shared memory and spills of every kernel (GPU targets)."""
         raise CnncError(Diagnostic(f"--target {self.name} has no kernel resources to report "

@@ -110,6 +110,11 @@ class CudaTarget(Target):
         from ..runtime.cuda import CudaCompiledModel
         return CudaCompiledModel
 
+    def bind_rank(self, local_rank: int) -> None:
+        """Rank r of a machine uses GPU r mod (GPUs visible)."""
+        from numba import cuda
+        cuda.select_device(local_rank % max(len(cuda.gpus), 1))
+
     def kernel_resources(self, compiled, cc) -> list[dict]:
         """Every CUDA kernel of the compiled module (training kernels too when it trains)
         with its registers per thread, static shared memory, stack and spilled bytes, as

@@ -114,6 +114,20 @@ def test_two_ranks_train_as_one_process_at_twice_the_batch(tmp_path, source, opt
     assert not np.allclose(one["param/dense/kernel"], 0)
 
 
+def test_cuda_ranks_use_a_gpu_each_and_train_as_one_process(tmp_path):
+    """The CUDA target (in Numba's simulator without a GPU, at a tiny shape): rank r uses
+    GPU r mod the GPUs visible; 2 ranks at 3 agree with one process at 6."""
+    pytest.importorskip("numba.cuda")
+    path = tmp_path / "m.cnn"
+    path.write_text((DENSE % "sgd(learning_rate=0.1)").replace("input(6, 6, 1)",
+                                                                "input(2, 2, 1)"))
+    mpirun(1, WORKER, "fit", path, tmp_path / "one.npz", 6, 1, "cuda", 10)
+    mpirun(2, WORKER, "fit", path, tmp_path / "two.npz", 3, 1, "cuda", 10)
+    one, two = np.load(tmp_path / "one.npz"), np.load(tmp_path / "two.npz")
+    for key in one.files:
+        np.testing.assert_allclose(two[key], one[key], rtol=0, atol=1e-5, err_msg=key)
+
+
 def test_without_dropout_masks_of_the_global_batch_the_ranks_would_differ(tmp_path):
     """The masks matter: keyed by the index within each rank's own batch (first = 0),
     two ranks draw other masks than one process at the global batch does."""

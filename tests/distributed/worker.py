@@ -1,7 +1,8 @@
 """A rank of the data-parallel tests (run by tests/distributed/*.py under mpiexec, or
 alone as the one-process reference):
 
-    python worker.py fit MODEL.cnn OUT.npz BATCH EPOCHS     model.fit, then the weights
+    python worker.py fit MODEL.cnn OUT.npz BATCH EPOCHS [TARGET SAMPLES]
+        model.fit, then the weights and the history (rank 0 writes them)
     python worker.py batchnorm MODEL.cnn OUT.npz BATCH STEPS
         one step at a time: after every step, rank 0 checks that every rank holds the same
         parameters bit for bit and that the moving statistics are the average of what each
@@ -17,6 +18,7 @@ import sys
 import numpy as np
 
 import cnnc
+from cnnc import targets
 from cnnc.runtime import distributed
 
 
@@ -27,9 +29,13 @@ def data(model, count: int = 70):
     return x, y
 
 
-def fit(path: str, out: str, batch: int, epochs: int) -> None:
-    model = cnnc.compile(path)
-    x, y = data(model)
+def fit(path: str, out: str, batch: int, epochs: int, target: str = "cpu",
+        samples: int = 70) -> None:
+    world = distributed.join()
+    if world is not None:                     # rank r of a machine: its GPU r mod GPUs
+        targets.get(target).bind_rank(world.local_rank)
+    model = cnnc.compile(path, target=target)
+    x, y = data(model, samples)
     history = model.fit(x, y, batch_size=batch, epochs=epochs, verbose=0)
     world = distributed.join()
     if world is None or world.main:
@@ -74,5 +80,7 @@ def batchnorm(path: str, out: str, batch: int, steps: int) -> None:
 
 
 if __name__ == "__main__":
-    what, path, out, batch, count = sys.argv[1:6]
-    {"fit": fit, "batchnorm": batchnorm}[what](path, out, int(batch), int(count))
+    what, path, out, batch, count, *more = sys.argv[1:]
+    if more:
+        more[1:] = [int(more[1])]
+    {"fit": fit, "batchnorm": batchnorm}[what](path, out, int(batch), int(count), *more)
