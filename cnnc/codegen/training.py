@@ -62,7 +62,9 @@ class TrainingProgram:
         node)`: the target's rendering of one)."""
         return [line for s in steps if s.kind == "prepare" for line in lines_of(graph, s.node)]
 
-    def plan(self):
+    def plan(self, instrument=None):
+        """The three host functions; `instrument` (profiled modules only) times their
+        kernel calls."""
         tg = self.training
         g = self.train_graph
         bindings = {"input": "x", "labels": "labels", "seed": "seed"}
@@ -72,7 +74,7 @@ class TrainingProgram:
         stat_values = [v for _, _, mean, var, _ in tg.bn_stats for v in (mean, var)]
         train = plan_host(g, self.batch_steps, "train_batch", bindings, self.target,
                           taken={"params", "grads", "x", "labels", "seed"},
-                          keep=["loss", "loss:correct"] + stat_values)
+                          keep=["loss", "loss:correct"] + stat_values, instrument=instrument)
         stats = [f"({train.var[mean]}, {train.var[var]})" for _, _, mean, var, _ in tg.bn_stats]
         train.lines.append("batch_stats = [" + "".join(f"\n    {s}," for s in stats) +
                            ("\n]" if stats else "]"))
@@ -88,13 +90,14 @@ class TrainingProgram:
                 ub[value] = f"views[{slot!r}][{param!r}]"
         updates = plan_host(g, self.update_steps, "apply_updates", ub, self.target,
                             taken={"params", "grads", "state", "views", "flat_params",
-                                   "flat_grads", "lr", "alpha"})
+                                   "flat_grads", "lr", "alpha"}, instrument=instrument)
         e = self.eval_graph
         eb = {"input": "x", "labels": "labels"}
         eb.update({p.name: f"params[{p.name!r}]" for p in e.params})
         eb.update({n.output: f"params[{n.output!r}]" for n in e.nodes if is_prepare(n)})
         evaluate = plan_host(e, self.eval_steps, "evaluate_batch", eb, self.target,
-                             taken={"params", "x", "labels"}, keep=["loss", "loss:correct"])
+                             taken={"params", "x", "labels"}, keep=["loss", "loss:correct"],
+                             instrument=instrument)
         evaluate.lines.append(f"return {number(evaluate.var['loss'])}, "
                               f"{number(evaluate.var['loss:correct'])}")
         return [train, updates, evaluate]

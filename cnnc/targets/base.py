@@ -80,6 +80,15 @@ class Target:
     def model_class(self):
         raise NotImplementedError
 
+    # --- profiling (cnnc profile) ---
+    def roofs(self):
+        """The machine's measured peak FLOP/s and bandwidth (runtime/roofs.py), cached."""
+        raise NotImplementedError
+
+    def profile_notes(self) -> list[str]:
+        """What a reader of this target's profile must know about its figures."""
+        return []
+
     def kernel_resources(self, compiled, cc) -> list[dict]:
         """Registers, shared memory and spills of every kernel (GPU targets)."""
         raise CnncError(Diagnostic(f"--target {self.name} has no kernel resources to report "
