@@ -171,7 +171,8 @@ def cmd_profile(args) -> int:
     for fusion in plans:
         model = compile_model(args.file, target=target, model=model_ir.name, fuse=fusion)
         profiles.append(model.profile(batch=batch, train=args.train, repeats=repeats,
-                                      max_seconds=args.max_seconds))
+                                      max_seconds=args.max_seconds,
+                                      remeasure_roofs=args.remeasure_roofs and not profiles))
     if args.json:
         print(json.dumps(compare(*profiles), indent=2) if args.compare else
               profiles[0].to_json())
@@ -455,6 +456,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="steps to time (default: until the medians are stable)")
     p.add_argument("--max-seconds", type=float, default=10.0,
                    help="stop repeating after this long, stable or not (default 10)")
+    p.add_argument("--remeasure-roofs", action="store_true",
+                   help="measure the machine's roofs again instead of reading the cache")
     p.set_defaults(run=cmd_profile)
 
     p = sub.add_parser("graph", help="write the IR graph as Graphviz dot, svg or png")

@@ -93,8 +93,8 @@ def _labels(model, batch: int, rng) -> np.ndarray:
 
 
 def measure(model, profiled, batch: int | None = None, train: bool = False,
-            repeats: int | None = None, max_seconds: float = 10.0,
-            seed: int = 0) -> Profile:
+            repeats: int | None = None, max_seconds: float = 10.0, seed: int = 0,
+            remeasure_roofs: bool = False) -> Profile:
     """The profile of `model`'s step; `profiled`: its profiled module."""
     if train:
         model._require_training()
@@ -134,7 +134,7 @@ def measure(model, profiled, batch: int | None = None, train: bool = False,
             break
     seal_compiled(profiled)
     load = [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else [0.0] * 3
-    roofs = target.roofs()
+    roofs = target.roofs(remeasure_roofs)
     return _profile(model, profiled, train, batch, roofs, plain_ns, timed_ns, events, load)
 
 

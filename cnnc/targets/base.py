@@ -81,8 +81,9 @@ class Target:
         raise NotImplementedError
 
     # --- profiling (cnnc profile) ---
-    def roofs(self):
-        """The machine's measured peak FLOP/s and bandwidth (runtime/roofs.py), cached."""
+    def roofs(self, remeasure: bool = False):
+        """The machine's measured peak FLOP/s and bandwidth (runtime/roofs.py), cached
+        (`remeasure`: measured again, and the cache replaced)."""
         raise NotImplementedError
 
     def profile_notes(self) -> list[str]:

@@ -175,6 +175,6 @@ class CpuTarget(Target):
         from ..runtime.model import CompiledModel
         return CompiledModel
 
-    def roofs(self):
+    def roofs(self, remeasure: bool = False):
         from ..runtime.roofs import cpu_roofs
-        return cpu_roofs()
+        return cpu_roofs(remeasure)

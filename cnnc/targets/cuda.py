@@ -110,10 +110,10 @@ class CudaTarget(Target):
         from ..runtime.cuda import CudaCompiledModel
         return CudaCompiledModel
 
-    def roofs(self):
+    def roofs(self, remeasure: bool = False):
         from ..runtime import cuda
         from ..runtime.roofs import cuda_roofs
-        return cuda_roofs(cuda.simulated())
+        return cuda_roofs(cuda.simulated(), remeasure)
 
     def profile_notes(self) -> list[str]:
         from ..runtime import cuda
