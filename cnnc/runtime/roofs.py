@@ -163,38 +163,6 @@ def cpu_roofs(remeasure: bool = False) -> Roofs:
 
 # --- a CUDA GPU ------------------------------------------------------------------------
 
-def _cuda_kernels():
-    from numba import cuda, float32
-
-    @cuda.jit(fastmath=True)
-    def peak(x, passes):
-        i = cuda.grid(1)
-        if i < x.shape[0]:
-            a = float32(0.999)
-            b = float32(0.001)
-            v0 = x[i]
-            v1 = v0 + float32(1.0)
-            v2 = v0 + float32(2.0)
-            v3 = v0 + float32(3.0)
-            for _ in range(passes):
-                for _ in range(CHAIN // 4):
-                    v0 = v0 * a + b
-                    v1 = v1 * a + b
-                    v2 = v2 * a + b
-                    v3 = v3 * a + b
-            x[i] = v0 + v1 + v2 + v3
-
-    @cuda.jit(fastmath=True)
-    def triad(a, b, c, s):
-        i = cuda.grid(1)
-        stride = cuda.gridsize(1)
-        while i < a.shape[0]:
-            a[i] = b[i] + s * c[i]
-            i += stride
-
-    return peak, triad
-
-
 def gpu_name() -> str:
     from numba import cuda
     name = getattr(cuda.get_current_device(), "name", "CUDA device")
@@ -204,7 +172,8 @@ def gpu_name() -> str:
 def measure_cuda(simulated: bool) -> Roofs:
     import numpy as np
     from numba import cuda
-    peak, triad = _cuda_kernels()
+
+    from .cuda_roofs import peak, triad
 
     def timed(launch) -> float:
         """Seconds of the best of RUNS launches, by CUDA events (the host clock in the
