@@ -12,9 +12,9 @@ The step is `forward_prepared` on parameters prepared once (inference), or with
 `train=True` the whole `train_step` -- forward, loss, backward and updates -- on copies
 of the model's parameters and a fresh optimizer state (the model itself is not
 trained). Two warm-up steps per module go first (they compile or load the kernels).
-Unless `repeats` is given, steps repeat until both modules' medians move by less than
-2% over the last quarter of the repeats (at least 7), or for `max_seconds`, or 200
-repeats.
+Unless `repeats` is given, steps repeat until both modules' medians are known to 2%
+(their standard error, estimated from the interquartile range; at least 10 repeats), or
+for `max_seconds`, or 200 repeats.
 
 FLOPs and bytes are explain's (cnnc/reports/explain.py) for the same kernel groups;
 the roofs are measured (runtime/roofs.py, through the target).
@@ -34,9 +34,9 @@ from ..reports.profile import HostTime, KernelTime, Layer, Profile
 from .kernel_store import seal_compiled
 
 DEFAULT_BATCH = 256
-MIN_REPEATS = 7
+MIN_REPEATS = 10
 MAX_REPEATS = 200
-STABLE = 0.02             # the medians' relative change over the last quarter of repeats
+STABLE = 0.02             # the medians' relative standard error when repeats stop
 WARMUP = 2
 PREPARE_SITE = -1         # the profiled module's site of _prepare_train (host work)
 
@@ -72,11 +72,12 @@ class _Step:
 
 
 def _stable(times: list[int]) -> bool:
+    """Whether the median is known to STABLE: its standard error, estimated from the
+    interquartile range (0.93 IQR / sqrt(n) for a normal sample), is below STABLE of it."""
     if len(times) < MIN_REPEATS:
         return False
-    whole = float(np.median(times))
-    early = float(np.median(times[:len(times) * 3 // 4]))
-    return abs(whole - early) <= STABLE * whole
+    q1, median, q3 = np.percentile(times, [25, 50, 75])
+    return 0.93 * (q3 - q1) / np.sqrt(len(times)) <= STABLE * median
 
 
 def _quartiles(values) -> tuple[float, float, float]:
