@@ -74,8 +74,9 @@ def one_thread():
     numba.set_num_threads(threads)
 
 
-@pytest.mark.parametrize("name, batch", [("mnist_cnn", 128), ("lenet5", 128),
-                                         ("resnet_tiny", 32)])
+@pytest.mark.parametrize("name, batch", [
+    ("mnist_cnn", 128), ("resnet_tiny", 32),
+    pytest.param("lenet5", 128, marks=pytest.mark.long)])
 def test_kernel_times_add_up_to_the_uninstrumented_step(name, batch, one_thread):
     """Bookkeeping, not speed: every kernel of `explain` is timed, and the kernels'
     medians come to within 10% of the normal module's step, measured interleaved."""
