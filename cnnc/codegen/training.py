@@ -16,12 +16,14 @@ the gradient and every optimizer state are flat buffers of the same layout.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 from ..ir import ops
 from ..ir.graph import Graph
 from ..ir.ops.training import UPDATE_RULES
 from ..ir.training_graph import TrainingGraph
-from .host import is_prepare, plan_host, steps_of
+from . import host
+from .host import is_prepare, steps_of
 
 
 @dataclass
@@ -65,6 +67,7 @@ class TrainingProgram:
     def plan(self, instrument=None):
         """The three host functions; `instrument` (profiled modules only) times their
         kernel calls."""
+        plan_host = partial(host.plan_host, instrument=instrument)
         tg = self.training
         g = self.train_graph
         bindings = {"input": "x", "labels": "labels", "seed": "seed"}
@@ -74,7 +77,7 @@ class TrainingProgram:
         stat_values = [v for _, _, mean, var, _ in tg.bn_stats for v in (mean, var)]
         train = plan_host(g, self.batch_steps, "train_batch", bindings, self.target,
                           taken={"params", "grads", "x", "labels", "seed"},
-                          keep=["loss", "loss:correct"] + stat_values, instrument=instrument)
+                          keep=["loss", "loss:correct"] + stat_values)
         stats = [f"({train.var[mean]}, {train.var[var]})" for _, _, mean, var, _ in tg.bn_stats]
         train.lines.append("batch_stats = [" + "".join(f"\n    {s}," for s in stats) +
                            ("\n]" if stats else "]"))
@@ -90,14 +93,13 @@ class TrainingProgram:
                 ub[value] = f"views[{slot!r}][{param!r}]"
         updates = plan_host(g, self.update_steps, "apply_updates", ub, self.target,
                             taken={"params", "grads", "state", "views", "flat_params",
-                                   "flat_grads", "lr", "alpha"}, instrument=instrument)
+                                   "flat_grads", "lr", "alpha"})
         e = self.eval_graph
         eb = {"input": "x", "labels": "labels"}
         eb.update({p.name: f"params[{p.name!r}]" for p in e.params})
         eb.update({n.output: f"params[{n.output!r}]" for n in e.nodes if is_prepare(n)})
         evaluate = plan_host(e, self.eval_steps, "evaluate_batch", eb, self.target,
-                             taken={"params", "x", "labels"}, keep=["loss", "loss:correct"],
-                             instrument=instrument)
+                             taken={"params", "x", "labels"}, keep=["loss", "loss:correct"])
         evaluate.lines.append(f"return {number(evaluate.var['loss'])}, "
                               f"{number(evaluate.var['loss:correct'])}")
         return [train, updates, evaluate]
