@@ -146,6 +146,69 @@ def cmd_explain(args) -> int:
     return 0
 
 
+def cmd_profile(args) -> int:
+    import json
+
+    from .compiler import compile as compile_model
+    from .reports.profile import compare, render, render_compare
+    from .util import atomic_write_text, check_output
+    program = _program(args)
+    model_ir = _model(program, args.model)
+    target = targets.get(args.target)
+    plans = [Fusion.parse(args.fuse)] + ([Fusion.parse(args.compare)] if args.compare else [])
+    batch = _count("--batch", args.batch)
+    repeats = _count("--repeats", args.repeats)
+    if args.train and model_ir.name not in program.trains:
+        raise CnncError(Diagnostic(f"model '{model_ir.name}' has no train block: --train "
+                                   f"profiles the training step", program.file))
+    for flag, out in (("--trace", args.trace), ("--plot", args.plot)):
+        if out:
+            check_output(out, inputs=[args.file], flag=flag)
+    if args.plot:
+        from .reports.roofline import require_matplotlib
+        require_matplotlib()           # missing matplotlib: one line, before measuring
+    target.require()
+    profiles = []
+    for fusion in plans:
+        model = compile_model(args.file, target=target, model=model_ir.name, fuse=fusion)
+        profiles.append(model.profile(batch=batch, train=args.train, repeats=repeats,
+                                      max_seconds=args.max_seconds,
+                                      remeasure_roofs=args.remeasure_roofs and not profiles))
+    if args.json:
+        print(json.dumps(compare(*profiles), indent=2) if args.compare else
+              profiles[0].to_json())
+    elif args.compare:
+        print(render_compare(*profiles, program.text.splitlines()))
+    else:
+        print(render(profiles[0]))
+    if args.trace:
+        events = []
+        for pid, p in enumerate(profiles, 1):
+            events += [dict(e, pid=pid) for e in p.trace()]
+        atomic_write_text(args.trace, json.dumps(events) + "\n")
+        print(f"{args.trace}: {len(events)} kernel calls as Chrome trace events "
+              f"(open in Perfetto or chrome://tracing)", file=sys.stderr)
+    if args.plot:
+        from .reports.roofline import plot_roofline
+        plot_roofline(profiles, args.plot)
+        print(f"{args.plot}: the roofline of {len(profiles[0].kernels)} kernels",
+              file=sys.stderr)
+    return 0
+
+
+def _count(flag: str, text: str | None) -> int | None:
+    """A positive integer option given as text (None when absent): one line otherwise."""
+    if text is None:
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or value < 1:
+        raise CnncError(Diagnostic(f"{flag} expects a positive integer, got '{text}'"))
+    return value
+
+
 def _disabled(args) -> tuple[str, ...]:
     return tuple(p for p in (args.no_pass or "").split(",") if p)
 
@@ -428,6 +491,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cc", default="9.0", help="with --target cuda: the compute capability "
                                                "(default 9.0)")
     p.set_defaults(run=cmd_explain)
+
+    p = sub.add_parser("profile", help="measured time of every kernel, on the roofline, by "
+                                       "source line")
+    p.add_argument("file")
+    p.add_argument("--model")
+    p.add_argument("--batch", metavar="B", help="samples per step (default: 256, with --train "
+                                                "the train block's batch size)")
+    p.add_argument("--train", action="store_true",
+                   help="the whole training step (forward, loss, backward, updates)")
+    p.add_argument("--fuse", default="all", help=TRAIN_FUSE_HELP)
+    p.add_argument("--compare", metavar="RULES",
+                   help="also profile these fusion rules; both plans side by side per "
+                        "source line")
+    p.add_argument("--target", choices=tuple(targets.TARGETS), default="cpu")
+    p.add_argument("--json", action="store_true", help="machine-readable output "
+                                                       "(docs/profile.md)")
+    p.add_argument("--trace", metavar="OUT.json",
+                   help="write each kernel call as Chrome trace events (Perfetto)")
+    p.add_argument("--plot", metavar="OUT.png", help="draw the roofline (matplotlib)")
+    p.add_argument("--repeats", metavar="N",
+                   help="steps to time (default: until the medians are stable)")
+    p.add_argument("--max-seconds", type=float, default=10.0,
+                   help="stop repeating after this long, stable or not (default 10)")
+    p.add_argument("--remeasure-roofs", action="store_true",
+                   help="measure the machine's roofs again instead of reading the cache")
+    p.set_defaults(run=cmd_profile)
 
     p = sub.add_parser("graph", help="write the IR graph as Graphviz dot, svg or png")
     p.add_argument("file")

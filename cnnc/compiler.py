@@ -71,9 +71,17 @@ def lower(path_or_text, *, model: str | None = None, target="cpu", fuse="all",
     fusion = Fusion.parse(fuse)
     program = parse(path_or_text)
     chosen = select_model(program, model)
+    return lower_model(program, chosen, target, fusion, train, dtype)
+
+
+def lower_model(program: Program, chosen: Model, target, fusion: Fusion,
+                train: TrainConfig | None = None, dtype: str = "float32",
+                profile: bool = False) -> Compiled:
+    """lower() of a model already checked; `profile`: the profiled variant."""
     graph, report = run_inference(chosen.graph, fusion, target.packs_kernels)
     options = Options(target, fusion,
-                      Path(program.file).name if program.file != "<string>" else "", dtype)
+                      Path(program.file).name if program.file != "<string>" else "", dtype,
+                      profile)
     config = train or program.trains.get(chosen.name)
     training = None
     if config is not None:
@@ -94,24 +102,45 @@ def compile(path_or_text, target="cpu", *, model: str | None = None, fuse="all",
     the fusion rules (their canonical spelling), the train block and the compiler itself,
     so a second process starts without compiling.
     """
-    from .runtime.cache import cache_key, ensure_module, module_path
-
     target = targets.get(target)
     train = _train_override(path_or_text, model, loss, optimizer)
     compiled = lower(path_or_text, model=model, target=target, fuse=fuse, train=train,
                      dtype=dtype)
     target.require()              # what running needs (a GPU or the simulator), said now
+    module, path, source = _load(compiled)
+    loaded = target.model_class(compiled.model, compiled.graph, module, path, source,
+                                compiled.options, compiled.program, compiled.report,
+                                compiled.config)
+    loaded._load_profiled = lambda: profiled_module(loaded)   # model.profile() builds it
+    return loaded
+
+
+def _load(compiled: Compiled):
+    """(module, path, source) of a lowered model, through the module cache."""
+    from .runtime.cache import cache_key, ensure_module, module_path
+
+    options = compiled.options
+    # The profiled variant has a key of its own: it never replaces the normal module.
+    variant = {"variant": "profile"} if options.profile else {}
     key = cache_key(source=compiled.model.source, name=compiled.model.name,
-                    file=compiled.options.source_name, target=target.name,
-                    fuse=str(compiled.options.fusion), train=repr(compiled.config),
-                    dtype=dtype)
+                    file=options.source_name, target=options.target.name,
+                    fuse=str(options.fusion), train=repr(compiled.config),
+                    dtype=options.dtype, **variant)
     path = module_path(compiled.model.name, key)
     source = ensure_module(path, compiled.source)
-    module = target.load(path, f"cnnc_{compiled.model.name}_{key}", source,
-                         compiled.generate)
-    return target.model_class(compiled.model, compiled.graph, module, path, source,
-                              compiled.options, compiled.program, compiled.report,
-                              compiled.config)
+    module = options.target.load(path, f"cnnc_{compiled.model.name}_{key}", source,
+                                 compiled.generate)
+    return module, path, source
+
+
+def profiled_module(model):
+    """The profiled variant of a compiled model's module (cnnc/codegen/instrument.py):
+    the same kernels (shared with the normal module), every kernel call timed. Lowered
+    again from the model's checked IR with its options and train block."""
+    compiled = lower_model(model.program, model.model, model.options.target,
+                           model.options.fusion, model.config, model.options.dtype,
+                           profile=True)
+    return _load(compiled)[0]
 
 
 def _train_override(path_or_text, model, loss, optimizer) -> TrainConfig | None:

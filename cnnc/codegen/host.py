@@ -20,6 +20,7 @@ from ..ir import ops
 from ..ir.graph import INPUT, LABEL, Graph
 from . import kernels as K
 from .groups import analyze
+from .instrument import START
 from .naming import Namer
 
 
@@ -105,10 +106,15 @@ def full_shape(graph: Graph, value: str) -> str:
 
 
 def plan_host(graph: Graph, steps: list[Step], name: str, bindings: dict[str, str], target,
-              fresh: set[str] = frozenset(), taken=(), keep=()) -> HostFunction:
+              fresh: set[str] = frozenset(), taken=(), keep=(),
+              instrument=None) -> HostFunction:
     """The body of a host function running `steps`; `bindings` maps values to host
     expressions (inputs, parameters, ...), `fresh` values get a new array per call (the
-    target's: Target.alloc), `keep` values stay valid until the function returns."""
+    target's: Target.alloc), `keep` values stay valid until the function returns.
+    `instrument` (an instrument.Instrument; profiled modules only) wraps each kernel call
+    in timing hooks."""
+    if instrument is not None:
+        taken = set(taken) | {START}
     names = Namer(set(taken) | {"n", "np", "math"} | set(bindings.values()))
     var: dict[str, str] = dict(bindings)
     # --- liveness and slot assignment ----------------------------------------------------
@@ -198,7 +204,10 @@ def plan_host(graph: Graph, steps: list[Step], name: str, bindings: dict[str, st
             args.append(view(var[value], graph, value, how, target, value not in per_call))
         layers = ", ".join(dict.fromkeys(m.layer for m in kernel.group.nodes))
         lines.append("# " + textwrap.shorten(layers, 88, placeholder=", ..."))
-        lines.append(call(kernel.name, args))
+        if instrument is None:
+            lines.append(call(kernel.name, args))
+        else:
+            lines += instrument.wrap(name, kernel, [call(kernel.name, args)])
     unpack = textwrap.wrap(", ".join(v[0] for v in views) + ("," if len(views) == 1 else ""),
                            80)
     workspace = f"_workspace_{name}" if views else ""

@@ -17,6 +17,7 @@ from ..ir.graph import Graph
 from ..version import __version__
 from . import kernels as K
 from .host import is_prepare, plan_host, steps_of
+from .instrument import Instrument
 from .naming import Namer, safe_comment
 from .render import render_code
 
@@ -27,6 +28,7 @@ class Options:
     fusion: object                # the Fusion (passes/options.py); the header spells it
     source_name: str = ""
     dtype: str = "float32"        # float64 only for tests (finite differences)
+    profile: bool = False         # the profiled variant: kernel calls timed (instrument.py)
 
 
 @dataclass
@@ -55,15 +57,16 @@ def generate(model: Model, graph: Graph, options: Options, training=None) -> Gen
     bindings = {graph.inputs[0]: "x"}
     bindings.update({p.name: f"params[{p.name!r}]" for p in graph.params})
     bindings.update({n.output: f"params[{n.output!r}]" for n in graph.nodes if is_prepare(n)})
+    instrument = Instrument() if options.profile else None
     forward = plan_host(graph, steps, "forward", bindings, target, fresh={output},
-                        taken={"params", "x", "y"})
+                        taken={"params", "x", "y"}, instrument=instrument)
     forward.lines.append(f"return {forward.var[output]}")
     functions = [forward]
     prepare = [line for s in steps if s.kind == "prepare"
                for line in prepare_of(graph, s.node)]
     extra = {}
     if training is not None:
-        functions += training.plan()
+        functions += training.plan(instrument)
         extra = dict(optimizer=dict(training.training.hyper, rule=training.training.rule),
                      label_shape=tuple(training.training.labels_shape),
                      trainable_size=sum(p.size for p in training.trainable),
@@ -88,7 +91,7 @@ def generate(model: Model, graph: Graph, options: Options, training=None) -> Gen
         training_kernels=training_rows, kernels=all_sources, params=params, forward=forward,
         functions=functions, prepare=prepare, dtype=options.dtype, training=training,
         input_shape=tuple(model.input_type.shape), output_shape=tuple(graph.type(output).shape),
-        repr=repr, **extra)
+        repr=repr, profile_sites=instrument.table() if instrument else None, **extra)
     batch = training.batch_steps + training.update_steps if training is not None else []
     return GeneratedModule(
         source, kernel_sources,

@@ -16,12 +16,14 @@ the gradient and every optimizer state are flat buffers of the same layout.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 from ..ir import ops
 from ..ir.graph import Graph
 from ..ir.ops.training import UPDATE_RULES
 from ..ir.training_graph import TrainingGraph
-from .host import is_prepare, plan_host, steps_of
+from . import host
+from .host import is_prepare, steps_of
 
 
 @dataclass
@@ -62,7 +64,10 @@ class TrainingProgram:
         node)`: the target's rendering of one)."""
         return [line for s in steps if s.kind == "prepare" for line in lines_of(graph, s.node)]
 
-    def plan(self):
+    def plan(self, instrument=None):
+        """The three host functions; `instrument` (profiled modules only) times their
+        kernel calls."""
+        plan_host = partial(host.plan_host, instrument=instrument)
         tg = self.training
         g = self.train_graph
         bindings = {"input": "x", "labels": "labels", "seed": "seed", "first": "first"}

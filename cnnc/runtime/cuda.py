@@ -129,3 +129,7 @@ class CudaCompiledModel(CompiledModel):
         for name, value in slots.items():
             state[name].copy_to_device(value.astype(state[name].dtype, copy=False))
         self._host_changed()
+
+    def _params_for(self, module):
+        """A copy of the parameters on the device, as `module`'s steps take them."""
+        return module.to_device(self._host_params())

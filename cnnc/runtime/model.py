@@ -287,6 +287,33 @@ class CompiledModel:
             return self.module.evaluate(self._train_params(), x, y,
                                         batch_size=batch_size or DEFAULT_BATCH)
 
+    # --- profiling (cnnc profile; runtime/profile.py) ---
+    _load_profiled = None          # set by cnnc.compile: model -> its profiled module
+
+    def profile(self, batch: int | None = None, train: bool = False,
+                repeats: int | None = None, max_seconds: float = 10.0,
+                remeasure_roofs: bool = False):
+        """Measure the step kernel by kernel: the forward pass (or with `train` the whole
+        training step, on copies of the parameters) on random data of the model's
+        shapes, against the roofs measured on this machine. Returns a
+        reports.profile.Profile (its to_json() is `cnnc profile --json`). `repeats`:
+        exactly that many timed steps (default: until the medians are stable, at most
+        `max_seconds`); `remeasure_roofs`: measure the roofs again, not from the cache."""
+        from .profile import measure
+        if self._load_profiled is None:
+            raise CnncError(Diagnostic("profile() needs a model made by cnnc.compile"))
+        profiled = self._load_profiled()
+        with _ModuleCall(self.module):
+            return measure(self, profiled, batch, train, repeats, max_seconds,
+                           remeasure_roofs=remeasure_roofs)
+
+    def _params_for(self, module):
+        """A copy of the parameters as `module`'s steps take them."""
+        params = module.init_params(0)
+        for name, value in self._host_params().items():
+            params[name][...] = value
+        return params
+
     def summary(self) -> None:
         from ..reports.summary import summary
         print(summary(self.model))

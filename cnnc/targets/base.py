@@ -84,6 +84,16 @@ class Target:
         """Choose this process's device as a rank of a data-parallel run (the rank's
         index among the ranks on its machine); the CPU has nothing to choose."""
 
+    # --- profiling (cnnc profile) ---
+    def roofs(self, remeasure: bool = False):
+        """The machine's measured peak FLOP/s and bandwidth (runtime/roofs.py), cached
+        (`remeasure`: measured again, and the cache replaced)."""
+        raise NotImplementedError
+
+    def profile_notes(self) -> list[str]:
+        """What a reader of this target's profile must know about its figures."""
+        return []
+
     def kernel_resources(self, compiled, cc) -> list[dict]:
         """Registers, shared memory and spills of every kernel (GPU targets)."""
         raise CnncError(Diagnostic(f"--target {self.name} has no kernel resources to report "

@@ -174,3 +174,7 @@ class CpuTarget(Target):
     def model_class(self):
         from ..runtime.model import CompiledModel
         return CompiledModel
+
+    def roofs(self, remeasure: bool = False):
+        from ..runtime.roofs import cpu_roofs
+        return cpu_roofs(remeasure)

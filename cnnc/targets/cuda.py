@@ -115,6 +115,18 @@ class CudaTarget(Target):
         from numba import cuda
         cuda.select_device(local_rank % max(len(cuda.gpus), 1))
 
+    def roofs(self, remeasure: bool = False):
+        from ..runtime import cuda
+        from ..runtime.roofs import cuda_roofs
+        return cuda_roofs(cuda.simulated(), remeasure)
+
+    def profile_notes(self) -> list[str]:
+        from ..runtime import cuda
+        if cuda.simulated():
+            return ["Numba's CUDA simulator ran the kernels on the CPU: its times and roofs "
+                    "say nothing about a GPU"]
+        return []
+
     def kernel_resources(self, compiled, cc) -> list[dict]:
         """Every CUDA kernel of the compiled module (training kernels too when it trains)
         with its registers per thread, static shared memory, stack and spilled bytes, as
