@@ -268,7 +268,10 @@ def cmd_train(args) -> int:
                                    f"samples: each worker needs at least one"))
     start = time.perf_counter()
     model = compile_model(args.file, target=args.target, model=model_ir.name, fuse=args.fuse)
-    print(f"compiled {model_ir.name} ({model_ir.param_count:,} parameters) in "
+    from .runtime.build import build_ranks
+    built = build_ranks(model, world, progress=not args.quiet)
+    kernels = f"; {built} kernels compiled" if built else ""
+    print(f"compiled {model_ir.name} ({model_ir.param_count:,} parameters{kernels}) in "
           f"{time.perf_counter() - start:.1f} s; training on {len(ds.x_train):,} images "
           f"({ds.description})")
     x_val = y_val = None

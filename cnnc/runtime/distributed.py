@@ -135,6 +135,14 @@ class World:
         self._complete(self.comm.Iallreduce(self.MPI.IN_PLACE, out, op=self.MPI.SUM))
         return out
 
+    def barrier(self, wait: float | None = None) -> None:
+        """Wait for every rank (at most `wait` seconds, default the timeout)."""
+        saved, self.wait = self.wait, wait or self.wait
+        try:
+            self._complete(self.comm.Ibarrier())
+        finally:
+            self.wait = saved
+
     def broadcast(self, array: np.ndarray) -> None:
         """Rank 0's `array` into every rank's, in place."""
         self._complete(self.comm.Ibcast(array, root=0))

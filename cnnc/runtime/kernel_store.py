@@ -95,6 +95,7 @@ def link(module, module_path, generate) -> None:
             setattr(module, name, kernel)
             unsealed.append((_kernel_path(key), kernel))
         module._cnnc_unsealed = unsealed
+        module._cnnc_kernel_files = {name: str(_kernel_path(key)) for name, key in index.items()}
 
 
 def seal_compiled(module) -> None:

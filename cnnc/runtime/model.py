@@ -11,6 +11,7 @@ from ..errors import CnncError, Diagnostic
 from ..frontend.program import Model
 from ..ir.ops.training import LOSSES
 from . import distributed
+from .build import build_ranks
 from .fit import Position, run
 from .kernel_store import seal_compiled
 from .labels import LabelError, check_labels
@@ -190,6 +191,13 @@ class CompiledModel:
             self._params[name][...] = array
         self._changed()
 
+    def build(self, progress: bool = False, jobs: int | None = None) -> int:
+        """Compile the kernels Numba's cache does not hold yet, now rather than at their
+        first call, `jobs` processes at once (default: one per core), with a progress bar
+        when `progress`; returns how many were compiled (runtime/build.py)."""
+        from .build import build
+        return build(self, progress, jobs)
+
     # --- training ---
     @property
     def config(self):
@@ -270,6 +278,7 @@ class CompiledModel:
         if world is not None and len(x) < world.size:
             raise ValueError(f"fit got {len(x)} samples for {world.size} ranks: each rank "
                              f"needs at least one")
+        build_ranks(self, world, progress=verbose == 1)     # cold kernels: compiled now
         with _ModuleCall(self.module):
             history = run(self, x, y, epochs=total, batch_size=batch_size, seed=seed,
                           x_val=x_val, y_val=y_val, shuffle=shuffle, verbose=verbose,

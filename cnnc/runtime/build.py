@@ -1,0 +1,199 @@
+"""Compiling a model's kernels as a step of its own, on every core.
+
+Numba compiles a kernel the first time it is called, one kernel after another: a cold
+cache made the first batch of `cnnc train` stall for the whole compile. `build` compiles
+the kernels that Numba's cache does not hold yet before training starts, with a progress
+bar, and shares them among processes: the kernels are independent (one shared file each,
+kernel_store.py), so the cores compile different kernels at once, each process writing
+the machine code of its share to Numba's cache (written atomically) and this process
+then loading all of it.
+
+A process compiles its share by running the module's own entry points -- forward,
+train_step, evaluate -- on a batch of two zero samples, with every kernel outside its
+share replaced by a function that does nothing: a kernel's argument types do not depend
+on the values its inputs hold, so each kernel compiles exactly as training will call it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from . import kernel_store
+from .cache import _numba_files
+
+BATCH = 2                        # samples of the dry run
+
+
+def cold_kernels(module) -> list[str]:
+    """The module's kernels with no machine code in Numba's cache yet."""
+    index = getattr(module, "_cnnc_kernel_files", {})
+    return [name for name, path in index.items() if not _numba_files(Path(path))]
+
+
+def _skip(*args):
+    """A kernel outside this process's share: not run, not compiled."""
+
+
+def dry_run(module, only=None, done=None) -> None:
+    """Run the module's entry points on BATCH zero samples, so that Numba compiles (or
+    loads) its kernels; with `only`, the other kernels are skipped. `done(name)` is
+    called as each kernel of the share has compiled."""
+    index = getattr(module, "_cnnc_kernel_files", {})
+    saved = {name: getattr(module, name) for name in index}
+    try:
+        for name, kernel in saved.items():
+            if only is not None and name not in only:
+                setattr(module, name, _skip)
+            elif done is not None:
+                setattr(module, name, _reporting(module, name, kernel, done))
+        params = module.init_params(0)
+        x = np.zeros((BATCH,) + tuple(module.INPUT_SHAPE), dtype=np.float32)
+        module.forward(params, x)
+        if hasattr(module, "train_step"):
+            y = np.zeros((BATCH,) + tuple(module.LABEL_SHAPE), dtype=np.float32)
+            state = module.init_opt_state(params)
+            module.train_step(params, state, x, y, 0, 0)
+            module.evaluate(params, x, y, batch_size=BATCH)
+    finally:
+        for name, kernel in saved.items():
+            setattr(module, name, kernel)
+
+
+def _reporting(module, name, kernel, done):
+    """`kernel`, which reports `done(name)` after its first call and then steps aside."""
+    def first_call(*args):
+        result = kernel(*args)
+        setattr(module, name, kernel)
+        done(name)
+        return result
+    return first_call
+
+
+def shares(names: list[str], sizes: dict[str, int], count: int) -> list[list[str]]:
+    """`names` in `count` shares of about equal work (source size stands for compile
+    time), largest first; deterministic."""
+    parts: list[list[str]] = [[] for _ in range(count)]
+    load = [0] * count
+    for name in sorted(names, key=lambda n: (-sizes.get(n, 0), n)):
+        i = load.index(min(load))
+        parts[i].append(name)
+        load[i] += sizes.get(name, 1)
+    return [p for p in parts if p]
+
+
+def cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def build(model, progress: bool = False, jobs: int | None = None) -> int:
+    """Compile the model's kernels that Numba's cache lacks, `jobs` processes at once
+    (default: the cores), with a progress bar when `progress`. Returns how many were
+    compiled. Afterwards every kernel is compiled or loaded in this process."""
+    module = model.module
+    cold = cold_kernels(module)
+    if not cold:
+        return 0                  # all cached: each loads when first called (fast)
+    bar = None
+    if cold and progress:
+        try:
+            from tqdm import tqdm
+            bar = tqdm(total=len(cold), desc=f"compiling {len(cold)} kernels",
+                       unit="kernel", leave=False, dynamic_ncols=True)
+        except ImportError:
+            bar = None
+
+    def tick(name):
+        if bar is not None:
+            bar.update(1)
+
+    try:
+        with model_call(module):
+            _build(model, module, cold, jobs, tick)
+    finally:
+        if bar is not None:
+            bar.close()
+    return len(cold)
+
+
+def _build(model, module, cold: list[str], jobs: int | None, tick) -> None:
+    jobs = max(1, min(jobs or cores(), len(cold)))
+    if jobs > 1:
+        files = module._cnnc_kernel_files
+        sizes = {n: Path(files[n]).stat().st_size for n in cold}
+        mine, *others = shares(cold, sizes, jobs)
+        workers = [_start(model, share) for share in others]
+        readers = [threading.Thread(target=_follow, args=(proc, tick), daemon=True)
+                   for proc in workers]
+        for reader in readers:
+            reader.start()
+        dry_run(module, only=set(mine), done=tick)
+        for proc, reader in zip(workers, readers):
+            proc.wait()
+            reader.join()
+    # everything, compiled here (one job, or a worker's share if it failed) or loaded
+    dry_run(module, done=tick if jobs == 1 else None)
+
+
+def build_ranks(model, world, progress: bool = False) -> int:
+    """build() in a data-parallel run: on each machine its first rank compiles, on all
+    the machine's cores, while the others wait; they then load what it compiled."""
+    from .distributed import FIRST_STEP_TIMEOUT
+    if world is None:
+        return build(model, progress)
+    count = build(model, progress and world.main) if world.local_rank == 0 else 0
+    world.barrier(FIRST_STEP_TIMEOUT)
+    return count
+
+
+def _follow(proc, tick) -> None:
+    """Tick the progress bar as a worker reports each kernel it compiled."""
+    for line in proc.stdout:
+        if line.startswith("compiled "):
+            tick(line.split()[1])
+
+
+def model_call(module):
+    from .model import _ModuleCall
+    return _ModuleCall(module)
+
+
+def _start(model, share: list[str]):
+    """A process compiling `share` of the model's kernels (python -m cnnc.runtime.build);
+    its output says which kernels it compiled, one line each."""
+    spec = {"module": str(model.module_path), "name": model.module.__name__,
+            "share": share}
+    env = dict(os.environ, NUMBA_NUM_THREADS="1")
+    return subprocess.Popen([sys.executable, "-m", "cnnc.runtime.build", json.dumps(spec)],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            env=env)
+
+
+def _worker(spec: dict) -> int:
+    """In a worker process: load the module as the parent did, compile `share`."""
+    from .cache import import_module
+    path = Path(spec["module"])
+    module = import_module(path, spec["name"])
+    kernel_store.link(module, path, _no_generator)
+
+    def done(name):
+        print(f"compiled {name}", flush=True)
+    dry_run(module, only=set(spec["share"]), done=done)
+    return 0
+
+
+def _no_generator():
+    raise RuntimeError("the kernel index beside the module is missing")
+
+
+if __name__ == "__main__":
+    sys.exit(_worker(json.loads(sys.argv[1])))
