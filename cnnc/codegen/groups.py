@@ -133,8 +133,9 @@ RESERVED = frozenset("""
     inv x2 e v ch h0 w0 cols_in h_lo h_hi w_lo w_hi channels ZERO ONE FASTMATH np math prange njit
     g d a rest share wk dropout_keep mix32 mul32 config types cgutils intrinsic make_array
     populate_array
-    """.split()) | {f"a{i}" for i in range(16)} | {f"x{r}{s}" for r in range(10) for s in range(10)} \
-    | {f"x{r}_{s}" for r in range(32) for s in range(32)}     # unrolled window taps
+    """.split()) | {f"x{r}{s}" for r in range(10) for s in range(10)} \
+    | {f"x{r}_{s}" for r in range(32) for s in range(32)} \
+    | {f"a{i}" for i in range(16)} | {f"row{i}" for i in range(16)}    # window taps, GEMM rows
 
 
 class Chain:

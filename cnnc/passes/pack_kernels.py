@@ -9,9 +9,10 @@ Why: the CPU conv kernels compute each output as a dot product over the reductio
 with the reduction contiguous in both operands the inner loop vectorizes and a block of
 outputs shares every load. The dense kernels are GEMMs with register tiles: a panel of 32
 columns of their kernel, contiguous, is the operand they load a vector row of at every
-step of the reduction (templates/cpu/dense.j2). The packed kernel is a derived parameter (computed once per
-parameter set), so the model's parameters keep their Keras layouts. A conv2d with one
-input channel keeps HWIO: its kernel vectorizes over output columns instead.
+step of the reduction (templates/cpu/dense.j2). The packed kernel is a derived parameter
+(computed once per parameter set), so the model's parameters keep their Keras layouts. A
+conv2d with one input channel keeps HWIO: its kernel vectorizes over output columns
+instead.
 The layout is recorded on the node as `kernel_layout`.
 
 It runs for targets whose kernels are such dot products (Target.packs_kernels: the
