@@ -73,11 +73,10 @@ def _dense(kernel: Kernel, graph) -> None:
                if ctx.one_panel else
                " Then parallel over samples for the softmax of each row of y.")
     ctx.loops = [
-        f"GEMM with register tiles of {GEMM_ROWS} samples x {PANEL} outputs: parallel over "
-        f"(panel of {PANEL} outputs, block of {GEMM_ROWS} samples), panel-major; per task "
-        f"the {GEMM_ROWS}x{PANEL} sums stay in vector registers for the whole input loop "
-        f"({ctx.x} broadcast, a row of the panel loaded), then go through the epilogue into "
-        f"y once." + row]
+        f"Parallel over (panel of {PANEL} outputs, block of {GEMM_ROWS} samples), "
+        f"panel-major: a GEMM with register tiles; per task the {GEMM_ROWS}x{PANEL} sums "
+        f"stay in vector registers for the whole input loop ({ctx.x} broadcast, a row of the "
+        f"panel loaded), then go through the epilogue into y once." + row]
 
 
 def _dense_grad_weight(kernel: Kernel, graph) -> None:
