@@ -11,12 +11,17 @@ from __future__ import annotations
 from ..codegen.exprs import f32, substitute
 from ..codegen.kernels import Kernel
 from ..ir import ops
+from ..ir.ops.structural import PANEL
 from .base import Prepare, Target
 
 # One-input-channel convolutions vectorize over output channels from this many on (over
 # output columns below it).
 TAPS_MIN_CHANNELS = 16
 CHUNKS = 16       # fixed chunk count of deterministic reductions (any thread count)
+# Rows of a dense GEMM's register tile (by PANEL columns): 6 x 32 float32 is 12 zmm or 24
+# ymm accumulators, so the tile fits the 32 vector registers whichever width LLVM picks
+# (it prefers 256-bit vectors on many AVX-512 CPUs, see NUMBA-NOTES).
+GEMM_ROWS = 6
 
 
 def _affine(var: str, scale: int, offset: int) -> str:
@@ -60,9 +65,26 @@ def _conv2d(kernel: Kernel, graph) -> None:
 
 def _dense(kernel: Kernel, graph) -> None:
     ctx = kernel.context
-    ctx.loops = [f"Parallel over samples; each thread accumulates {ctx.x}[n, i] * w[i, :] "
-                 "into a row (contiguous innermost loop)" +
-                 (", then applies the softmax to the row." if ctx.row else ".")]
+    ctx.mr, ctx.nr = GEMM_ROWS, PANEL
+    ctx.one_panel = graph.type(kernel.group.anchor.output).shape[-1] <= PANEL
+    row = ""
+    if ctx.row:
+        row = (" Each row's softmax is taken in its tile (one panel holds the row)."
+               if ctx.one_panel else
+               " Then parallel over samples for the softmax of each row of y.")
+    ctx.loops = [
+        f"Parallel over (panel of {PANEL} outputs, block of {GEMM_ROWS} samples), "
+        f"panel-major: a GEMM with register tiles; per task the {GEMM_ROWS}x{PANEL} sums "
+        f"stay in vector registers for the whole input loop ({ctx.x} broadcast, a row of the "
+        f"panel loaded), then go through the epilogue into y once." + row]
+
+
+def _dense_grad_weight(kernel: Kernel, graph) -> None:
+    ctx = kernel.context
+    ctx.mr, ctx.nr = GEMM_ROWS, PANEL
+    ctx.loops = [f"Parallel over panels of {PANEL} columns to pack dy, then GEMM over the "
+                 f"batch with register tiles of {GEMM_ROWS} inputs x {PANEL} outputs, parallel "
+                 f"over (panel, block of {GEMM_ROWS} inputs); writes dw once."]
 
 
 def _pool2d(kernel: Kernel, graph) -> None:
@@ -111,8 +133,7 @@ EXTENSIONS = {
     "conv2d_grad_weight": _chunked(
         f"Parallel over {CHUNKS} fixed chunks of the batch, then over taps for the ordered "
         f"sum of the chunks."),
-    "dense_grad_weight": _loops("Parallel over blocks of 4 inputs, after transposing x and "
-                                "dy."),
+    "dense_grad_weight": _dense_grad_weight,
     "reduce_channels": _chunked(f"Parallel over {CHUNKS} fixed chunks of rows; chunks summed "
                                 f"in order."),
     "pool2d_grad": _pool2d_grad,
@@ -135,7 +156,9 @@ class NumpyPrepare(Prepare):
         lines = [f"# {node.op}: {op.doc}"]
         lines += [f"{role} = {params}[{value!r}]" for role, value in zip(op.inputs, node.inputs)]
         names = {k: f32(v) for k, v in node.attrs.items() if isinstance(v, float)}
-        expr = substitute(op.expr, names)
+        steps = op.expr if isinstance(op.expr, tuple) else (op.expr,)
+        lines += [f"value = {substitute(step, names)}" for step in steps[:-1]]
+        expr = substitute(steps[-1], names)
         if len(expr) + len(node.output) > 80:
             lines += [f"value = {expr}", f"{params}[{node.output!r}] = value"]
         else:

@@ -127,8 +127,8 @@ def test_pack_kernels_layouts():
     assert "kernel_layout" not in after.node("c1").attrs
     assert after.node("c2").inputs[1] == "c2/kernel:ohwi"
     assert after.type("c2/kernel:ohwi").shape == (4, 36)
-    assert after.node("d").attrs["kernel_layout"] == "oi"
-    assert after.type("d/kernel:oi").shape == (5, 64)
+    assert after.node("d").attrs["kernel_layout"] == "panels"
+    assert after.type("d/kernel:panels").shape == (1, 64, 32)     # 5 outputs padded to 32
     verify(after)
     # a target whose kernels read the Keras layouts (CUDA's tiles): nothing changes
     graph = b.build([d])

@@ -42,15 +42,17 @@ register(
             Attr("activation", Activation(), LINEAR),
             Attr("use_bias", Bool(), True),
         ),
-        # each output's weights contiguous: every output is a dot product of two rows
-        packed=Packing("oi", "transpose_kernel"),
+        # panels of the kernel's columns, each contiguous: the GEMM's packed operand
+        packed=Packing("panels", "pack_panels"),
         params=_params, template="dense", takes=(ROW,), grad=_grad,
         doc="fully connected layer, kernel (in, out) (tf.keras Dense)"),
-    # dy @ w.T: the dense kernel itself, with w (in, out) read as the transposed kernel.
+    # dy @ w.T: the dense kernel itself, with w.T (out, in) as its kernel (packed in panels
+    # of w's rows by pack_kernels where the target packs).
     OpDef("dense_grad_input", COMPLEX, lambda attrs, ins: TensorType((ins[1].shape[0],)),
           inputs=("dy", "wt"), flops=lambda a, i, o: 2 * i[0].numel * o.numel,
+          packed=Packing("panels_t", "pack_panels_t"),
           template="dense", takes=(ROW,), direction=BACKWARD,
-          doc="dx of dense: dy @ w.T, i.e. the dense kernel with w as the transposed kernel"),
+          doc="dx of dense: dy @ w.T, i.e. the dense kernel with w.T as its kernel"),
     OpDef("dense_grad_weight", OPAQUE,
           lambda attrs, ins: TensorType((ins[0].shape[0], ins[1].shape[0]), batched=False),
           inputs=("x", "dy"), flops=lambda a, i, o: 2 * i[0].numel * i[1].numel,

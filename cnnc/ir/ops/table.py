@@ -139,7 +139,9 @@ class OpDef:
                                              # output; a function: None when it can for these
                                              # attributes, else the reason it cannot
     # --- code generation ---
-    expr: str | None = None                  # scalar expression (elementwise/broadcast ops)
+    expr: str | tuple[str, ...] | None = None  # scalar expression (elementwise/broadcast ops);
+                                             # a parameter-only op's numpy steps, each after
+                                             # the first reading the last as `value`
     channel_inputs: tuple[str, ...] = ()     # broadcast ops: inputs indexed by channel only
     template: str | None = None              # kernel template name (same for every target)
     template_args: dict[str, Any] = field(default_factory=dict)   # what its template reads
