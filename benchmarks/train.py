@@ -1,8 +1,14 @@
-"""Training speed: one epoch of mnist_cnn on Fashion-MNIST, cnnc against PyTorch eager.
+"""Training speed: one epoch of mnist_cnn on Fashion-MNIST, cnnc against PyTorch eager
+and TensorFlow/Keras `fit`.
 
-    python benchmarks/train.py                 # seconds per epoch, and the ratio
+    python benchmarks/train.py                 # seconds per epoch, and the ratios
     python benchmarks/train.py --accuracy 3    # also: test accuracy after 3 epochs
     python benchmarks/train.py --accuracy 3 --seeds 1,2   # and cnnc's from other seeds
+
+TensorFlow is optional (`pip install '.[bench]'`: tensorflow-cpu); without it the
+TensorFlow rows are skipped, and the script says so. Keras trains the same network
+from the same initial parameters with Adadelta and batch 128, in whole epochs of
+`model.fit` (as its users run it), alternating with whole cnnc epochs (--tf-rounds).
 
 Same network, batch (128), optimizer (Adadelta, learning rate 1.0, rho 0.95, epsilon
 1e-7), Keras initialization (PyTorch starts from cnnc's initial parameters), dropout,
@@ -45,6 +51,30 @@ def torch_net(params):
     return Net()
 
 
+def keras_net(params, threads: int):
+    """mnist_cnn in Keras (TensorFlow backend) with cnnc's initial parameters, compiled
+    as the example's train block says; None when TensorFlow is not installed."""
+    try:
+        import tensorflow as tf
+    except ImportError:
+        return None
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    import keras
+    from keras import layers
+    net = keras.Sequential([
+        keras.Input((28, 28, 1)), layers.Conv2D(32, 3, activation="relu"),
+        layers.MaxPooling2D(2), layers.Dropout(0.25), layers.Flatten(),
+        layers.Dense(128, activation="relu"), layers.Dropout(0.5),
+        layers.Dense(10, activation="softmax")])
+    net.set_weights([params[k] for k in ("conv2d/kernel", "conv2d/bias", "dense/kernel",
+                                         "dense/bias", "dense_1/kernel", "dense_1/bias")])
+    net.compile(loss="categorical_crossentropy", metrics=["accuracy"],
+                optimizer=keras.optimizers.Adadelta(learning_rate=1.0, rho=0.95,
+                                                    epsilon=1e-7))
+    return net
+
+
 def torch_epoch(net, opt, x, y, batch, seed):
     import torch
     import torch.nn.functional as F
@@ -74,6 +104,8 @@ def main() -> int:
                              "(initial parameters, shuffling and dropout)")
     parser.add_argument("--blocks", type=int, default=10,
                         help="alternating timed blocks the epoch is split into")
+    parser.add_argument("--tf-rounds", type=int, default=2,
+                        help="whole epochs of cnnc and of Keras fit, alternating (default 2)")
     from common import parse_args
     args = parse_args(parser)
 
@@ -124,6 +156,30 @@ def main() -> int:
     print(f"\none epoch, batch {batch}, in {len(blocks)} alternating blocks: cnnc {cnnc_s:.2f} s "
           f"({len(x) / cnnc_s:,.0f} img/s), PyTorch eager {torch_s:.2f} s "
           f"({len(x) / torch_s:,.0f} img/s); cnnc / PyTorch = {cnnc_s / torch_s:.2f}")
+
+    keras_model = keras_net(params0, numba.get_num_threads())
+    if keras_model is None:
+        print("TensorFlow/Keras: not installed (pip install '.[bench]'), skipped")
+    else:
+        import tensorflow as tf
+        onehot = np.eye(10, dtype=np.float32)[y]
+        keras_model.fit(x[:batch * 4], onehot[:batch * 4], batch_size=batch, epochs=1,
+                        verbose=0)                                   # warm-up: tracing
+        cnnc_epochs, keras_epochs = [], []
+        for _ in range(args.tf_rounds):
+            time.sleep(0.5)
+            t0 = time.perf_counter()
+            model.fit(x, y, epochs=1, batch_size=batch, verbose=0)
+            cnnc_epochs.append(time.perf_counter() - t0)
+            time.sleep(0.5)
+            t0 = time.perf_counter()
+            keras_model.fit(x, onehot, batch_size=batch, epochs=1, shuffle=True, verbose=0)
+            keras_epochs.append(time.perf_counter() - t0)
+        c, k = float(np.median(cnnc_epochs)), float(np.median(keras_epochs))
+        print(f"whole epochs, alternating ({args.tf_rounds} each): cnnc fit {c:.2f} s, "
+              f"TensorFlow {tf.__version__}/Keras fit {k:.2f} s; cnnc / TensorFlow = "
+              f"{c / k:.2f} (epochs: cnnc {', '.join(f'{v:.2f}' for v in cnnc_epochs)}; "
+              f"Keras {', '.join(f'{v:.2f}' for v in keras_epochs)})")
 
     if args.accuracy:
         model.set_params(params0)

@@ -27,6 +27,7 @@ import numpy as np
 
 from . import kernel_store
 from .cache import _numba_files
+from .calls import _ModuleCall
 
 BATCH = 2                        # samples of the dry run
 
@@ -117,7 +118,7 @@ def build(model, progress: bool = False, jobs: int | None = None) -> int:
             bar.update(1)
 
     try:
-        with model_call(module):
+        with _ModuleCall(module):
             _build(model, module, cold, jobs, tick)
     finally:
         if bar is not None:
@@ -160,11 +161,6 @@ def _follow(proc, tick) -> None:
     for line in proc.stdout:
         if line.startswith("compiled "):
             tick(line.split()[1])
-
-
-def model_call(module):
-    from .model import _ModuleCall
-    return _ModuleCall(module)
 
 
 def _start(model, share: list[str]):

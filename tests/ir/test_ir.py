@@ -98,8 +98,8 @@ def test_every_op_declares_what_the_compiler_reads():
     for name, op in ops.OPS.items():
         assert op.category in ops.CATEGORIES, name
         assert op.direction in (ops.FORWARD, ops.BACKWARD, ops.LOSS, ops.UPDATE), name
-        if op.expr is not None:
-            ast.parse(op.expr, mode="eval")
+        for expr in (op.expr,) if isinstance(op.expr, str) else op.expr or ():
+            ast.parse(expr, mode="eval")
         if op.chainable and op.template is not None:   # (parameter-only ops have none)
             assert op.template == "elementwise", name
         if op.reduction == ops.WINDOW:
