@@ -177,6 +177,8 @@ def _start(model, share: list[str]):
 def _worker(spec: dict) -> int:
     """In a worker process: load the module as the parent did, compile `share`."""
     from .cache import import_module
+    from .cpu_features import widen
+    widen()                                   # as the parent: the same cache key
     path = Path(spec["module"])
     module = import_module(path, spec["name"])
     kernel_store.link(module, path, _no_generator)

@@ -6,7 +6,7 @@ Two short Numba kernels, run at the thread count in use:
   of 1024 values that stays in L1 (the row loop vectorizes, its iterations are
   independent chains). It measures what Numba's code generation reaches on this CPU with
   its default flags -- the same the generated kernels compile with -- not the vendor's
-  figure (e.g. LLVM may prefer 256-bit vectors on AVX-512 machines);
+  figure (at the vector width cnnc's kernels compile with: cpu_features.py);
 * bandwidth: the STREAM triad a[i] = b[i] + s * c[i] over three 128 MiB float32 arrays,
   counted as STREAM counts it (12 bytes per element; write-allocate traffic not counted).
 
@@ -128,7 +128,7 @@ def _best(run, runs: int = RUNS) -> float:
     return min(times)
 
 
-def measure_cpu(threads: int) -> Roofs:
+def measure_cpu(threads: int, device: str | None = None) -> Roofs:
     import numpy as np
     peak, triad = _cpu_kernels()
     x = np.ones((threads, ROW), dtype=np.float32)
@@ -150,15 +150,20 @@ def measure_cpu(threads: int) -> Roofs:
     triad(a, b, c, s)                               # compiles, and touches every page
     seconds = _best(lambda: triad(a, b, c, s))
     gbs = 3 * n * 4 / seconds / 1e9
-    return Roofs(cpu_model(), threads, round(gflops, 2), round(gbs, 2), PEAK_METHOD,
+    return Roofs(device or cpu_model(), threads, round(gflops, 2), round(gbs, 2), PEAK_METHOD,
                  STREAM_METHOD)
 
 
 def cpu_roofs(remeasure: bool = False) -> Roofs:
     """The CPU's measured roofs at Numba's thread count in use (cached)."""
     import numba
+
+    from .cpu_features import widen
+    widen()                       # the vector width cnnc's kernels compile with
+    wide = "-prefer-256-bit" in (numba.config.CPU_FEATURES or "")
+    device = cpu_model() + (", 512-bit vectors" if wide else "")
     threads = numba.get_num_threads()
-    return cached("cpu", cpu_model(), threads, lambda: measure_cpu(threads), remeasure)
+    return cached("cpu", device, threads, lambda: measure_cpu(threads, device), remeasure)
 
 
 # --- a CUDA GPU ------------------------------------------------------------------------

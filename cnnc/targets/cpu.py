@@ -189,6 +189,8 @@ class CpuTarget(Target):
         (compiled once per process for every model holding the same kernel)."""
         from ..runtime import kernel_store
         from ..runtime.cache import import_module
+        from ..runtime.cpu_features import widen
+        widen()                 # before Numba's code generator starts: 512-bit vectors
         module = import_module(path, name, source)
         kernel_store.link(module, path, generated)
         return module

@@ -1,0 +1,44 @@
+"""The vector width of the machine code Numba generates for cnnc's kernels.
+
+LLVM tunes for Intel's AVX-512 CPUs since Skylake-X with 'prefer-256-bit': its
+vectorizer then uses 256-bit registers although 512-bit ones are there (the width is a
+tuning choice, not a feature the CPU lacks). cnnc's kernels are loops the vectorizer
+widens, and with 512-bit vectors mnist_cnn's inference ran 86k images/s at batch 256
+against 70k (2 threads, Intel Xeon with AVX-512, measured in one session). So before
+Numba compiles anything, a host with AVX-512 gets the host's features plus
+'-prefer-256-bit' -- unless NUMBA_CPU_FEATURES or NUMBA_CPU_NAME says otherwise, or
+Numba's CPU code generator already started (it reads the features once).
+
+The features are part of the key of Numba's cache, so every process that compiles or
+loads cnnc's kernels (build.py's workers included) calls `widen()` first. A standalone
+generated module compiles with Numba's defaults unless its user sets
+NUMBA_CPU_FEATURES (its header says so).
+"""
+
+from __future__ import annotations
+
+import os
+
+
+def wide_features() -> str | None:
+    """The host's features with 512-bit vectors preferred, or None (no AVX-512)."""
+    import llvmlite.binding as ll
+    features = ll.get_host_cpu_features()
+    if not features.get("avx512f"):
+        return None
+    return features.flatten() + ",-prefer-256-bit"
+
+
+def widen() -> bool:
+    """Let Numba's code use 512-bit vectors where the host has AVX-512; True if set."""
+    if os.environ.get("NUMBA_CPU_FEATURES") or os.environ.get("NUMBA_CPU_NAME"):
+        return False
+    from numba.core import config, registry
+    if config.CPU_FEATURES is not None or \
+            "_toplevel_target_context" in vars(registry.cpu_target):
+        return False                       # chosen already, or code generated already
+    features = wide_features()
+    if features is None:
+        return False
+    config.CPU_FEATURES = features
+    return True
