@@ -1,6 +1,7 @@
 """Inference speed: cnnc's predict against PyTorch eager, in one process, same batch.
 
-    python benchmarks/infer.py            # mnist_cnn at batch 1 and 256, resnet_tiny at 64
+    python benchmarks/infer.py            # mnist_cnn at batch 1 and 256, resnet_tiny at 64,
+                                          # alexnet at 4
 
 PyTorch runs with torch.set_num_threads equal to Numba's thread count, in NCHW (its
 default) and in channels_last; ONNX Runtime (when installed: cnnc[onnx]) runs cnnc's own
@@ -28,7 +29,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-CASES = [("mnist_cnn", 1), ("mnist_cnn", 256), ("resnet_tiny", 64)]
+CASES = [("mnist_cnn", 1), ("mnist_cnn", 256), ("resnet_tiny", 64), ("alexnet", 4)]
 
 
 def ort_session(model, threads: int, spinning: bool):

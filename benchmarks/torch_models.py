@@ -88,7 +88,30 @@ class ResnetTiny(nn.Module):
         return F.softmax(self.fc(x), dim=1)
 
 
-MODELS = {"mnist_cnn": MnistCNN, "resnet_tiny": ResnetTiny}
+class AlexNet(nn.Module):
+    """examples/alexnet.cnn (dropout is the identity at inference)."""
+
+    def __init__(self, p):
+        super().__init__()
+        names = ["conv2d"] + [f"conv2d_{i}" for i in range(1, 5)]
+        pads = [0, 2, 1, 1, 1]                 # valid, then TensorFlow's same at stride 1
+        self.convs = nn.ModuleList(
+            _conv(p[f"{n}/kernel"], p[f"{n}/bias"], stride=4 if i == 0 else 1,
+                  padding=pads[i]) for i, n in enumerate(names))
+        self.fc1 = _dense(p["dense/kernel"], p["dense/bias"], chw=(256, 6, 6))
+        self.fc2 = _dense(p["dense_1/kernel"], p["dense_1/bias"])
+        self.fc3 = _dense(p["dense_2/kernel"], p["dense_2/bias"])
+
+    def forward(self, x):
+        for i, conv in enumerate(self.convs):
+            x = F.relu(conv(x))
+            if i in (0, 1, 4):
+                x = F.max_pool2d(x, 3, 2)
+        x = F.relu(self.fc2(F.relu(self.fc1(torch.flatten(x, 1)))))
+        return F.softmax(self.fc3(x), dim=1)
+
+
+MODELS = {"mnist_cnn": MnistCNN, "resnet_tiny": ResnetTiny, "alexnet": AlexNet}
 
 
 def build(name: str, params: dict, channels_last: bool):
