@@ -6,9 +6,10 @@ module, and a warm start, each in a new process, timed from the process's start.
 
 * cold, training: an empty cache; `cnnc.compile(...)`, then `model.build()` (every
   kernel, all cores: what `cnnc train` does before its first batch) and one `fit` step;
-* cold, inference: an empty cache; a model without its train block, one `predict`;
-* warm start: the cache the cold runs filled; a new process compiles (from the cache)
-  and predicts once -- what a user's second run costs.
+* cold, inference: an empty cache; a model without its train block, one `predict`
+  (which compiles its cold kernels first, on all cores);
+* warm start: the cache the inference run filled; a new process compiles (from the
+  cache) and predicts once -- what a user's second run costs.
 
 Each run is a fresh Python process; the figure is wall time from its start to the end
 of the first result (interpreter start and imports included), measured by the parent.
@@ -72,10 +73,10 @@ def main() -> int:
         for run in range(args.runs):
             train_cache = Path(folder) / f"train-{run}"
             rows["cold compile, training module"].append(timed("train", model, train_cache))
-            rows["cold compile, inference only"].append(
-                timed("infer", model, Path(folder) / f"infer-{run}"))
+            infer_cache = Path(folder) / f"infer-{run}"
+            rows["cold compile, inference only"].append(timed("infer", model, infer_cache))
             rows["warm start (cached, one prediction)"].append(
-                timed("infer", model, train_cache))
+                timed("infer", model, infer_cache))
     python = timed_python()
     for name, values in rows.items():
         print(f"{name:>36}: {statistics.median(values):6.2f} s (runs: "

@@ -182,8 +182,7 @@ def main() -> int:
               f"Keras {', '.join(f'{v:.2f}' for v in keras_epochs)})")
 
     if args.accuracy:
-        model.set_params(params0)
-        model._state = None
+        model = cnnc.compile(ROOT / "examples/mnist_cnn.cnn")   # a fresh start: epoch 0
         start = time.perf_counter()
         history = model.fit(x, y, epochs=args.accuracy, verbose=2)
         loss, acc = model.evaluate(ds.x_test, ds.y_test)
@@ -198,8 +197,8 @@ def main() -> int:
         print(f"PyTorch: test accuracy {tacc:.4f} after {args.accuracy} epochs")
         del history
         for seed in [int(v) for v in args.seeds.split(",") if v.strip()]:
+            model = cnnc.compile(ROOT / "examples/mnist_cnn.cnn")
             model.set_params(model.module.init_params(seed))
-            model._state = None
             model.fit(x, y, epochs=args.accuracy, verbose=0, seed=seed)
             _, acc = model.evaluate(ds.x_test, ds.y_test)
             print(f"cnnc, seed {seed}: test accuracy {acc:.4f} after {args.accuracy} epochs")

@@ -42,10 +42,11 @@ def _skip(*args):
     """A kernel outside this process's share: not run, not compiled."""
 
 
-def dry_run(module, only=None, done=None) -> None:
-    """Run the module's entry points on BATCH zero samples, so that Numba compiles (or
-    loads) its kernels; with `only`, the other kernels are skipped. `done(name)` is
-    called as each kernel of the share has compiled."""
+def dry_run(module, only=None, done=None, train: bool = True) -> None:
+    """Run the module's entry points (forward; with `train`, train_step and evaluate
+    too) on BATCH zero samples, so that Numba compiles (or loads) their kernels; with
+    `only`, the other kernels are skipped. `done(name)` is called as each kernel of the
+    share has compiled."""
     index = getattr(module, "_cnnc_kernel_files", {})
     saved = {name: getattr(module, name) for name in index}
     try:
@@ -54,17 +55,37 @@ def dry_run(module, only=None, done=None) -> None:
                 setattr(module, name, _skip)
             elif done is not None:
                 setattr(module, name, _reporting(module, name, kernel, done))
-        params = module.init_params(0)
-        x = np.zeros((BATCH,) + tuple(module.INPUT_SHAPE), dtype=np.float32)
-        module.forward(params, x)
-        if hasattr(module, "train_step"):
-            y = np.zeros((BATCH,) + tuple(module.LABEL_SHAPE), dtype=np.float32)
-            state = module.init_opt_state(params)
-            module.train_step(params, state, x, y, 0, 0)
-            module.evaluate(params, x, y, batch_size=BATCH)
+        _entry_points(module, train)
     finally:
         for name, kernel in saved.items():
             setattr(module, name, kernel)
+
+
+def _entry_points(module, train: bool) -> None:
+    params = module.init_params(0)
+    x = np.zeros((BATCH,) + tuple(module.INPUT_SHAPE), dtype=np.float32)
+    module.forward(params, x)
+    if train and hasattr(module, "train_step"):
+        y = np.zeros((BATCH,) + tuple(module.LABEL_SHAPE), dtype=np.float32)
+        state = module.init_opt_state(params)
+        module.train_step(params, state, x, y, 0, 0)
+        module.evaluate(params, x, y, batch_size=BATCH)
+
+
+def used_kernels(module, train: bool) -> list[str]:
+    """The kernels the entry points call (forward alone, or with `train` the training
+    step's too), found by running them with every kernel replaced: nothing compiles."""
+    index = getattr(module, "_cnnc_kernel_files", {})
+    saved = {name: getattr(module, name) for name in index}
+    called: dict[str, None] = {}
+    try:
+        for name in saved:
+            setattr(module, name, lambda *args, _name=name: called.setdefault(_name))
+        _entry_points(module, train)
+    finally:
+        for name, kernel in saved.items():
+            setattr(module, name, kernel)
+    return list(called)
 
 
 def _reporting(module, name, kernel, done):
@@ -96,12 +117,16 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
-def build(model, progress: bool = False, jobs: int | None = None) -> int:
+def build(model, progress: bool = False, jobs: int | None = None, train: bool = True) -> int:
     """Compile the model's kernels that Numba's cache lacks, `jobs` processes at once
-    (default: the cores), with a progress bar when `progress`. Returns how many were
-    compiled. Afterwards every kernel is compiled or loaded in this process."""
+    (default: the cores), with a progress bar when `progress`; with `train` False, only
+    those inference runs. Returns how many were compiled. Afterwards every kernel
+    needed is compiled or loaded in this process."""
     module = model.module
     cold = cold_kernels(module)
+    if cold and not (train and hasattr(module, "train_step")):
+        needed = set(used_kernels(module, train=False))
+        cold = [name for name in cold if name in needed]
     if not cold:
         return 0                  # all cached: each loads when first called (fast)
     bar = None
@@ -119,30 +144,30 @@ def build(model, progress: bool = False, jobs: int | None = None) -> int:
 
     try:
         with _ModuleCall(module):
-            _build(model, module, cold, jobs, tick)
+            _build(model, module, cold, jobs, tick, train)
     finally:
         if bar is not None:
             bar.close()
     return len(cold)
 
 
-def _build(model, module, cold: list[str], jobs: int | None, tick) -> None:
+def _build(model, module, cold: list[str], jobs: int | None, tick, train: bool) -> None:
     jobs = max(1, min(jobs or cores(), len(cold)))
     if jobs > 1:
         files = module._cnnc_kernel_files
         sizes = {n: Path(files[n]).stat().st_size for n in cold}
         mine, *others = shares(cold, sizes, jobs)
-        workers = [_start(model, share) for share in others]
+        workers = [_start(model, share, train) for share in others]
         readers = [threading.Thread(target=_follow, args=(proc, tick), daemon=True)
                    for proc in workers]
         for reader in readers:
             reader.start()
-        dry_run(module, only=set(mine), done=tick)
+        dry_run(module, only=set(mine), done=tick, train=train)
         for proc, reader in zip(workers, readers):
             proc.wait()
             reader.join()
     # everything, compiled here (one job, or a worker's share if it failed) or loaded
-    dry_run(module, done=tick if jobs == 1 else None)
+    dry_run(module, done=tick if jobs == 1 else None, train=train)
 
 
 def build_ranks(model, world, progress: bool = False) -> int:
@@ -163,11 +188,11 @@ def _follow(proc, tick) -> None:
             tick(line.split()[1])
 
 
-def _start(model, share: list[str]):
+def _start(model, share: list[str], train: bool = True):
     """A process compiling `share` of the model's kernels (python -m cnnc.runtime.build);
     its output says which kernels it compiled, one line each."""
     spec = {"module": str(model.module_path), "name": model.module.__name__,
-            "share": share}
+            "share": share, "train": train}
     env = dict(os.environ, NUMBA_NUM_THREADS="1")
     return subprocess.Popen([sys.executable, "-m", "cnnc.runtime.build", json.dumps(spec)],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
@@ -185,7 +210,7 @@ def _worker(spec: dict) -> int:
 
     def done(name):
         print(f"compiled {name}", flush=True)
-    dry_run(module, only=set(spec["share"]), done=done)
+    dry_run(module, only=set(spec["share"]), done=done, train=spec["train"])
     return 0
 
 

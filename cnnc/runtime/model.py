@@ -9,7 +9,7 @@ from ..errors import CnncError, Diagnostic
 from ..frontend.program import Model
 from ..ir.ops.training import LOSSES
 from . import distributed
-from .build import build_ranks
+from .build import build, build_ranks
 from .calls import _ModuleCall
 from .fit import Position, run
 from .labels import LabelError, check_labels
@@ -41,6 +41,7 @@ class CompiledModel:
         self.output_shape = tuple(model.output_type.shape)
         self._params = module.init_params(self._seed())
         self._prepared = None          # module.prepare(params), rebuilt when params change
+        self._built = False            # whether predict has compiled its cold kernels
         self._state = None             # optimizer state, created by the first fit
         self._position = Position()    # epochs and optimizer steps trained so far
         self._config = config or (program.trains.get(model.name) if program else None)
@@ -111,6 +112,9 @@ class CompiledModel:
         if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch <= 0:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         n = x.shape[0]
+        if not self._built:                # a cold cache: the kernels compile in parallel
+            build(self, train=False)
+            self._built = True
         with _ModuleCall(self.module):
             params = self._prepared_params()
             if n <= batch:
@@ -160,7 +164,6 @@ class CompiledModel:
         """Compile the kernels Numba's cache does not hold yet, now rather than at their
         first call, `jobs` processes at once (default: one per core), with a progress bar
         when `progress`; returns how many were compiled (runtime/build.py)."""
-        from .build import build
         return build(self, progress, jobs)
 
     # --- training ---

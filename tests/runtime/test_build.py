@@ -54,7 +54,7 @@ for name, value in model.params.items():
 BROKEN = """
 import subprocess, sys, cnnc
 from cnnc.runtime import build as B
-def broken(model, share):
+def broken(model, share, train=True):
     return subprocess.Popen([sys.executable, "-c", "import sys; sys.exit(1)"],
                             stdout=subprocess.PIPE, text=True)
 B._start = broken
@@ -62,6 +62,18 @@ model = cnnc.compile(SOURCE)
 count = len(B.cold_kernels(model.module))
 assert model.build(jobs=2) == count
 assert B.cold_kernels(model.module) == []
+"""
+
+
+PREDICT = """
+import numpy as np, cnnc
+from cnnc.runtime import build as B
+model = cnnc.compile(SOURCE)
+forward = B.used_kernels(model.module, train=False)
+assert 0 < len(forward) < len(model.module._cnnc_kernel_files)
+model.predict(np.zeros((3, 6, 6, 1), np.float32))
+cold = set(B.cold_kernels(model.module))
+assert not cold & set(forward) and cold    # the training kernels stay uncompiled
 """
 
 
@@ -74,6 +86,10 @@ def run(code: str, tmp_path):
 
 def test_build_compiles_every_cold_kernel_in_two_processes_once(tmp_path):
     run(FIRST, tmp_path)
+
+
+def test_predict_compiles_the_inference_kernels_alone(tmp_path):
+    run(PREDICT, tmp_path)
 
 
 def test_a_failed_worker_leaves_its_share_to_this_process(tmp_path):
