@@ -163,8 +163,10 @@ def main() -> int:
     else:
         import tensorflow as tf
         onehot = np.eye(10, dtype=np.float32)[y]
-        keras_model.fit(x[:batch * 4], onehot[:batch * 4], batch_size=batch, epochs=1,
-                        verbose=0)                                   # warm-up: tracing
+        # warm-up: Keras traces its step for the full batches and for the epoch's last,
+        # partial one
+        warm = batch * 4 + len(x) % batch
+        keras_model.fit(x[:warm], onehot[:warm], batch_size=batch, epochs=1, verbose=0)
         cnnc_epochs, keras_epochs = [], []
         for _ in range(args.tf_rounds):
             time.sleep(0.5)
