@@ -129,11 +129,14 @@ register(
     OpDef("pack_panels", INJECTIVE,
           lambda attrs, ins: TensorType(_panels(ins[0].shape[1], ins[0].shape[0]), batched=False),
           inputs=("w",), flops=lambda a, i, o: 0,
-          expr=(f"np.pad(w, ((0, 0), (0, -w.shape[1] % {PANEL})))", _PANELS),
+          expr=(f"w if w.shape[1] % {PANEL} == 0 else "
+                f"np.pad(w, ((0, 0), (0, -w.shape[1] % {PANEL})))", _PANELS),
           doc=f"dense kernel (in, out) as (out / {PANEL}, in, {PANEL}) panels, zero-padded"),
     OpDef("pack_panels_t", INJECTIVE,
           lambda attrs, ins: TensorType(_panels(ins[0].shape[0], ins[0].shape[1]), batched=False),
           inputs=("w",), flops=lambda a, i, o: 0,
-          expr=(f"np.pad(w.T, ((0, 0), (0, -w.shape[0] % {PANEL})))", _PANELS),
+          expr=(f"w if w.shape[0] % {PANEL} == 0 else "
+                f"np.pad(w, ((0, -w.shape[0] % {PANEL}), (0, 0)))",
+                f"value.reshape(-1, {PANEL}, value.shape[1]).transpose(0, 2, 1).copy()"),
           doc=f"w.T as (in / {PANEL}, out, {PANEL}) panels, zero-padded (dx's GEMM)"),
 )
