@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..util import cores
 from . import kernel_store
 from .cache import _numba_files
 from .calls import _ModuleCall
@@ -113,13 +114,6 @@ def shares(names: list[str], sizes: dict[str, int], count: int) -> list[list[str
         parts[i].append(name)
         load[i] += sizes.get(name, 1)
     return [p for p in parts if p]
-
-
-def cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
 
 
 def build(model, progress: bool = False, jobs: int | None = None, train: bool = True) -> int:

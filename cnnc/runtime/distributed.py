@@ -27,6 +27,7 @@ import time
 import numpy as np
 
 from ..errors import CnncError, CnncRuntimeError, Diagnostic
+from ..util import cores
 
 INSTALL = "pip install 'cnnc[mpi]' (mpi4py and the MPICH runtime)"
 
@@ -63,14 +64,6 @@ def require_mpi():
     except RuntimeError as e:                   # mpi4py without a loadable MPI library
         raise CnncRuntimeError(f"mpi4py found no MPI library ({e}): {INSTALL}") from None
     return MPI
-
-
-def cores() -> int:
-    """The cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:                      # not on Linux
-        return os.cpu_count() or 1
 
 
 class World:

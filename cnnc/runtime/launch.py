@@ -24,6 +24,7 @@ import tempfile
 from pathlib import Path
 
 from ..errors import CnncRuntimeError
+from ..util import cores
 from . import distributed
 
 # What the runtimes print when they stop a job (Hydra on stdout): replaced by one line.
@@ -72,7 +73,7 @@ def launch(argv: list[str], workers: int, run_dir: Path) -> int:
     which rank died."""
     command, options = mpiexec()
     env = dict(os.environ)
-    threads = max(1, distributed.cores() // workers)
+    threads = max(1, cores() // workers)
     env.setdefault("NUMBA_NUM_THREADS", str(threads))
     env["PYTHONUNBUFFERED"] = "1"
     with tempfile.TemporaryDirectory(prefix="cnnc-launch-") as folder:
