@@ -22,6 +22,7 @@ import subprocess
 import sys
 import threading
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -44,27 +45,38 @@ def _skip(*args):
     """A kernel outside this process's share: not run, not compiled."""
 
 
+@contextmanager
+def _kernels_replaced(module, replace):
+    """The module's kernels replaced by `replace(name, kernel)` (where it returns one),
+    and put back afterwards."""
+    saved = {name: getattr(module, name) for name in getattr(module, "_cnnc_kernel_files", {})}
+    try:
+        for name, kernel in saved.items():
+            replacement = replace(name, kernel)
+            if replacement is not None:
+                setattr(module, name, replacement)
+        yield
+    finally:
+        for name, kernel in saved.items():
+            setattr(module, name, kernel)
+
+
 def dry_run(module, only=None, done=None, train: bool = True) -> None:
     """Run the module's entry points (forward; with `train`, train_step and evaluate
     too) on BATCH zero samples, so that Numba compiles (or loads) their kernels; with
     `only`, the other kernels are skipped. `done(name)` is called as each kernel of the
     share has compiled."""
-    index = getattr(module, "_cnnc_kernel_files", {})
-    saved = {name: getattr(module, name) for name in index}
-    try:
-        for name, kernel in saved.items():
-            if only is not None and name not in only:
-                setattr(module, name, _skip)
-            elif done is not None:
-                setattr(module, name, _reporting(module, name, kernel, done))
-        # a skipped kernel leaves its output as it was allocated: what follows computes on
-        # arbitrary numbers, whose overflows mean nothing here
-        with np.errstate(all="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            _entry_points(module, train)
-    finally:
-        for name, kernel in saved.items():
-            setattr(module, name, kernel)
+    def replace(name, kernel):
+        if only is not None and name not in only:
+            return _skip
+        return _reporting(module, name, kernel, done) if done is not None else None
+
+    # a skipped kernel leaves its output as it was allocated: what follows computes on
+    # arbitrary numbers, whose overflows mean nothing here
+    with _kernels_replaced(module, replace), np.errstate(all="ignore"), \
+            warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _entry_points(module, train)
 
 
 def _entry_points(module, train: bool) -> None:
@@ -81,16 +93,10 @@ def _entry_points(module, train: bool) -> None:
 def used_kernels(module, train: bool) -> list[str]:
     """The kernels the entry points call (forward alone, or with `train` the training
     step's too), found by running them with every kernel replaced: nothing compiles."""
-    index = getattr(module, "_cnnc_kernel_files", {})
-    saved = {name: getattr(module, name) for name in index}
     called: dict[str, None] = {}
-    try:
-        for name in saved:
-            setattr(module, name, lambda *args, _name=name: called.setdefault(_name))
+    with _kernels_replaced(module, lambda name, kernel:
+                           lambda *args: called.setdefault(name)):
         _entry_points(module, train)
-    finally:
-        for name, kernel in saved.items():
-            setattr(module, name, kernel)
     return list(called)
 
 

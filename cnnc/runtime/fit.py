@@ -47,6 +47,11 @@ class History:
         for key, value in (timing or {}).items():
             self.timing.setdefault(key, []).append(value)
 
+    @classmethod
+    def from_record(cls, record: dict) -> "History":
+        """The History whose to_json() gave `record` (checked by _check_meta)."""
+        return cls(record["history"], record["epoch"], record.get("timing", {}))
+
     def to_json(self) -> str:
         record = {"epoch": self.epoch, "history": self.history}
         if self.timing:
@@ -214,8 +219,7 @@ def load_checkpoint(run_dir: Path, model, state: dict, batch_size: int, workers:
     if set(slots) != set(state) or any(slots[k].shape != state[k].shape for k in state):
         raise FileError(path, "optimizer state does not match this model's optimizer")
     model._restore(params, state, slots)
-    record = meta["history"]
-    history = History(record["history"], record["epoch"], record.get("timing", {}))
+    history = History.from_record(meta["history"])
     pos = Position(meta["epoch"], meta["batch"], meta["step"], meta["loss_sum"],
                    meta["correct_sum"], meta["seen"])
     return pos, history, meta["seed"]
@@ -249,10 +253,7 @@ def _resume(world, run_dir, model, state: dict, batch_size: int):
         raise error if error is not None else FileError(Path(run_dir) / CHECKPOINT,
                                                         "rank 0 could not read it")
     _share_state(world, model, state)
-    record = shared["history"]
-    return (Position(**shared["pos"]),
-            History(record["history"], record["epoch"], record.get("timing", {})),
-            shared["seed"])
+    return Position(**shared["pos"]), History.from_record(shared["history"]), shared["seed"]
 
 
 # A stop flag in the step's allreduce: each rank adds its own, so all see any of them.
