@@ -31,7 +31,7 @@ from . import distributed
 _RUNTIME_CHATTER = re.compile(
     r"^(=+|=  .*|YOUR APPLICATION TERMINATED.*|This typically refers to a problem.*|"
     r"Please see the FAQ page.*|-+|Primary job +terminated.*|mpiexec noticed that.*|"
-    r"prterun noticed that.*|\[mpiexec@.*|\s*)$")
+    r"prterun noticed that.*|\[mpiexec@.*|\s*)$|.*(BAD TERMINATION|CLEANING UP|YOU CAN IGNORE)")
 
 
 def mpiexec() -> tuple[str, list[str]]:
@@ -93,9 +93,7 @@ def launch(argv: list[str], workers: int, run_dir: Path) -> int:
         signal.signal(signal.SIGTERM, lambda *_: proc.send_signal(signal.SIGTERM))
         try:
             for line in proc.stdout:
-                if _RUNTIME_CHATTER.match(line.rstrip("\n")) or \
-                        "BAD TERMINATION" in line or "CLEANING UP" in line or \
-                        "YOU CAN IGNORE" in line:
+                if _RUNTIME_CHATTER.match(line.rstrip("\n")):
                     chatter.append(line)
                 else:
                     sys.stdout.write(line)
