@@ -118,6 +118,16 @@ def cmd_compile(args) -> int:
     print(f"{args.output}: {compiled.model.name}: inference runs {groups} kernel groups "
           f"({functions} kernel functions){training}; target {target.name}, fusion "
           f"{compiled.options.fusion}", file=sys.stderr)
+    if target.name == "cpu" and not args.no_build:
+        import time
+
+        from .runtime.build import build_file
+        start = time.perf_counter()
+        count = build_file(args.output, progress=sys.stderr.isatty())
+        if count:
+            print(f"{args.output}: compiled {count} kernels in "
+                  f"{time.perf_counter() - start:.1f} s into Numba's cache beside it "
+                  f"(importing it loads them)", file=sys.stderr)
     return 0
 
 
@@ -420,6 +430,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ptx", metavar="DIR", help="with --target cuda: write each kernel's "
                    "PTX to DIR (compiled by numba-cuda; no GPU needed)")
     p.add_argument("--cc", default="9.0", help="compute capability of --ptx (default 9.0)")
+    p.add_argument("--no-build", action="store_true",
+                   help="only write the module: do not compile its kernels into Numba's "
+                        "cache beside it (with -o and --target cpu they are, on every core)")
     p.set_defaults(run=cmd_compile)
 
     p = sub.add_parser("train", help="train a model with its train block")

@@ -80,3 +80,12 @@ def _same_file(a: Path, b: Path) -> bool:
         return a.resolve() == b.resolve()
     except OSError:
         return False
+
+
+def cache_root() -> Path:
+    """cnnc's cache folder: $CNNC_CACHE_DIR, else $XDG_CACHE_HOME/cnnc or ~/.cache/cnnc."""
+    env = os.environ.get("CNNC_CACHE_DIR")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "cnnc"

@@ -91,7 +91,8 @@ def generate(model: Model, graph: Graph, options: Options, training=None) -> Gen
         training_kernels=training_rows, kernels=all_sources, params=params, forward=forward,
         functions=functions, prepare=prepare, dtype=options.dtype, training=training,
         input_shape=tuple(model.input_type.shape), output_shape=tuple(graph.type(output).shape),
-        repr=repr, profile_sites=instrument.table() if instrument else None, **extra)
+        repr=repr, profile_sites=instrument.table() if instrument else None,
+        vector_bits=getattr(target, "vector_bits", None), **extra)
     batch = training.batch_steps + training.update_steps if training is not None else []
     return GeneratedModule(
         source, kernel_sources,

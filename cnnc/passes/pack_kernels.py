@@ -1,18 +1,19 @@
 """pack_kernels: choose the layout each conv2d/dense kernel is read in (op.packed).
 
-    x -> conv2d(w: HWIO)   =>   x -> conv2d(pack_ohwi(w): (out, kh*kw*in))    cin > 1
+    x -> conv2d(w: HWIO)   =>   x -> conv2d(pack_conv_panels(w): (out / 32, kh*kw*in, 32))
+                                                     cin > 1; panels of 16 for <= 16 out
     x -> dense(w: (in, out)) => x -> dense(pack_panels(w): (out / 32, in, 32))
     dy -> dense_grad_input(w) => dy -> dense_grad_input(pack_panels_t(w): (in / 32, out, 32))
     dy -> conv2d_grad_input(w) => dy -> conv2d_grad_input(pack_ihwo(w): (in, kh*kw*out))
 
-Why: the CPU conv kernels compute each output as a dot product over the reduction axis;
-with the reduction contiguous in both operands the inner loop vectorizes and a block of
-outputs shares every load. The dense kernels are GEMMs with register tiles: a panel of 32
-columns of their kernel, contiguous, is the operand they load a vector row of at every
-step of the reduction (templates/cpu/dense.j2). The packed kernel is a derived parameter
-(computed once per parameter set), so the model's parameters keep their Keras layouts. A
-conv2d with one input channel keeps HWIO: its kernel vectorizes over output columns
-instead.
+Why: the CPU conv and dense kernels are GEMMs with register tiles (the convolution an
+implicit one, over each output row's patches): a panel of 32 (or 16) columns of their
+kernel, contiguous, is the operand they load a vector row of at every step of the
+reduction (templates/cpu/conv2d.j2, dense.j2). conv2d_grad_input still computes dot
+products over the reduction axis, contiguous in both operands. The packed kernel is a
+derived parameter (computed once per parameter set), so the model's parameters keep
+their Keras layouts. A conv2d with one input channel keeps HWIO: its kernel vectorizes
+over output channels or columns instead.
 The layout is recorded on the node as `kernel_layout`.
 
 It runs for targets whose kernels are such dot products (Target.packs_kernels: the

@@ -44,7 +44,13 @@ def verify(graph: Graph, after: str = "") -> None:
 
 def _verify_shape(graph: Graph, node, where: str) -> None:
     op = ops.get(node.op)
-    inferred = op.infer(node.attrs, [graph.type(v) for v in node.inputs])
+    types = [graph.type(v) for v in node.inputs]
+    if "kernel_layout" in node.attrs:
+        # a packed kernel (pack_kernels): the op's shape rule reads the kernel it packs
+        pack = graph.producer(node.inputs[1])
+        if pack is not None:
+            types[1] = graph.type(pack.inputs[0])
+    inferred = op.infer(node.attrs, types)
     actual = graph.type(node.output)
     if inferred.shape != actual.shape:
         raise VerifyError(f"{node.name}: shape {actual} but {node.op} infers {inferred}{where}")

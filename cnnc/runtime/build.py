@@ -45,11 +45,23 @@ def _skip(*args):
     """A kernel outside this process's share: not run, not compiled."""
 
 
+def kernel_names(module) -> list[str]:
+    """The module's kernels: those of its kernel index (kernel_store.link), or in a
+    standalone generated module its parallel njit functions (the helpers they call,
+    inlined, are not kernels)."""
+    index = getattr(module, "_cnnc_kernel_files", None)
+    if index is not None:
+        return list(index)
+    from numba.core.registry import CPUDispatcher
+    return [name for name, value in vars(module).items()
+            if isinstance(value, CPUDispatcher) and value.targetoptions.get("parallel")]
+
+
 @contextmanager
 def _kernels_replaced(module, replace):
     """The module's kernels replaced by `replace(name, kernel)` (where it returns one),
     and put back afterwards."""
-    saved = {name: getattr(module, name) for name in getattr(module, "_cnnc_kernel_files", {})}
+    saved = {name: getattr(module, name) for name in kernel_names(module)}
     try:
         for name, kernel in saved.items():
             replacement = replace(name, kernel)
@@ -137,14 +149,7 @@ def build(model, progress: bool = False, jobs: int | None = None, train: bool = 
         cold = [name for name in cold if name in needed]
     if not cold:
         return 0                  # all cached: each loads when first called (fast)
-    bar = None
-    if cold and progress:
-        try:
-            from tqdm import tqdm
-            bar = tqdm(total=len(cold), desc=f"compiling {len(cold)} kernels",
-                       unit="kernel", leave=False, dynamic_ncols=True)
-        except ImportError:
-            bar = None
+    bar = _bar(len(cold)) if progress else None
 
     def tick(name):
         if bar is not None:
@@ -178,6 +183,73 @@ def _build(model, module, cold: list[str], jobs: int | None, tick, train: bool) 
     dry_run(module, done=tick if jobs == 1 else None, train=train)
 
 
+def build_file(path, train: bool = True, progress: bool = False,
+               jobs: int | None = None) -> int:
+    """Compile the kernels of the standalone module at `path` (`cnnc compile -o`) into
+    Numba's cache beside it, `jobs` processes at once: importing it then loads them. As
+    the module's own users do, with Numba's default CPU features (not widen()'s), so
+    that their imports find what was compiled. Returns how many kernels it ran."""
+    from numba.core import config
+    if config.DISABLE_JIT:
+        return 0
+    module = _import_file(Path(path))
+    names = used_kernels(module, train)
+    if not names:
+        return 0
+    bar = _bar(len(names)) if progress else None
+
+    def tick(name):
+        if bar is not None:
+            bar.update(1)
+
+    try:
+        jobs = max(1, min(jobs or cores(), len(names)))
+        mine, *others = shares(names, {}, jobs)
+        spec = {"file": str(Path(path).resolve()), "train": train}
+        workers = [_spawn(dict(spec, share=share)) for share in others]
+        readers = [threading.Thread(target=_follow, args=(proc, tick), daemon=True)
+                   for proc in workers]
+        for reader in readers:
+            reader.start()
+        dry_run(module, only=set(mine), done=tick, train=train)
+        failed = []
+        for proc, reader, share in zip(workers, readers, others):
+            proc.wait()
+            reader.join()
+            if proc.returncode:
+                failed += share
+        if failed:                     # compiled here instead
+            dry_run(module, only=set(failed), done=tick, train=train)
+    finally:
+        if bar is not None:
+            bar.close()
+    return len(names)
+
+
+def _import_file(path: Path):
+    """The standalone module at `path`, imported under its file's name (as `import` does:
+    Numba's cache records the module of a kernel's globals by name)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[path.stem] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[path.stem]
+        raise
+    return module
+
+
+def _bar(total: int):
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, desc=f"compiling {total} kernels", unit="kernel", leave=False,
+                dynamic_ncols=True)
+
+
 def build_ranks(model, world, progress: bool = False) -> int:
     """build() in a data-parallel run: on each machine its first rank compiles, on all
     the machine's cores, while the others wait; they then load what it compiled."""
@@ -199,8 +271,11 @@ def _follow(proc, tick) -> None:
 def _start(model, share: list[str], train: bool = True):
     """A process compiling `share` of the model's kernels (python -m cnnc.runtime.build);
     its output says which kernels it compiled, one line each."""
-    spec = {"module": str(model.module_path), "name": model.module.__name__,
-            "share": share, "train": train}
+    return _spawn({"module": str(model.module_path), "name": model.module.__name__,
+                   "share": share, "train": train})
+
+
+def _spawn(spec: dict):
     env = dict(os.environ, NUMBA_NUM_THREADS="1")
     return subprocess.Popen([sys.executable, "-m", "cnnc.runtime.build", json.dumps(spec)],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
@@ -209,12 +284,15 @@ def _start(model, share: list[str], train: bool = True):
 
 def _worker(spec: dict) -> int:
     """In a worker process: load the module as the parent did, compile `share`."""
-    from .cache import import_module
-    from .cpu_features import widen
-    widen()                                   # as the parent: the same cache key
-    path = Path(spec["module"])
-    module = import_module(path, spec["name"])
-    kernel_store.link(module, path, _no_generator)
+    if "file" in spec:                        # a standalone module: Numba's defaults
+        module = _import_file(Path(spec["file"]))
+    else:
+        from .cache import import_module
+        from .cpu_features import widen
+        widen()                               # as the parent: the same cache key
+        path = Path(spec["module"])
+        module = import_module(path, spec["name"])
+        kernel_store.link(module, path, _no_generator)
 
     def done(name):
         print(f"compiled {name}", flush=True)

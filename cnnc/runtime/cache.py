@@ -26,7 +26,6 @@ import atexit
 import functools
 import hashlib
 import json
-import os
 import sys
 import threading
 import types
@@ -34,19 +33,11 @@ from pathlib import Path
 
 from ..errors import CnncRuntimeError
 from ..resources import grammar_path, templates_dir
-from ..util import atomic_write_bytes
+from ..util import atomic_write_bytes, cache_root
 from ..version import __version__
 
 SIDECAR = ".sha256"
 _LOCK = threading.RLock()            # imports and cache writes of this process
-
-
-def cache_root() -> Path:
-    env = os.environ.get("CNNC_CACHE_DIR")
-    if env:
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "cnnc"
 
 
 @functools.cache

@@ -29,6 +29,18 @@ def wide_features() -> str | None:
     return features.flatten() + ",-prefer-256-bit"
 
 
+def vector_bits() -> int:
+    """The width of the vectors the kernels will run with here: 512 where `widen()` makes
+    Numba use them (or NUMBA_CPU_FEATURES asks for AVX-512 without 'prefer-256-bit'),
+    else 256. The CPU code generator sizes its GEMM register tiles by it."""
+    features = os.environ.get("NUMBA_CPU_FEATURES")
+    if features:
+        return 512 if "+avx512f" in features and "-prefer-256-bit" in features else 256
+    if os.environ.get("NUMBA_CPU_NAME"):
+        return 256
+    return 512 if wide_features() is not None else 256
+
+
 def widen() -> bool:
     """Let Numba's code use 512-bit vectors where the host has AVX-512; True if set."""
     if os.environ.get("NUMBA_CPU_FEATURES") or os.environ.get("NUMBA_CPU_NAME"):

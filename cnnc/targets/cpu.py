@@ -11,17 +11,35 @@ from __future__ import annotations
 from ..codegen.exprs import f32, substitute
 from ..codegen.kernels import Kernel
 from ..ir import ops
-from ..ir.ops.structural import PANEL
+from ..ir.ops.structural import PANEL, conv_panel
 from .base import Prepare, Target
 
 # One-input-channel convolutions vectorize over output channels from this many on (over
 # output columns below it).
 TAPS_MIN_CHANNELS = 16
 CHUNKS = 16       # fixed chunk count of deterministic reductions (any thread count)
-# Rows of a dense GEMM's register tile (by PANEL columns): 6 x 32 float32 is 12 zmm or 24
-# ymm accumulators, so the tile fits the 32 vector registers whichever width LLVM picks
-# (it prefers 256-bit vectors on many AVX-512 CPUs, see NUMBA-NOTES).
-GEMM_ROWS = 6
+# Vector registers a GEMM's register tile of accumulators takes: 12 of the 16 (AVX2) or
+# 32 (AVX-512) leave room for the panel's row and the broadcasts. By vector width, the
+# dense tile is then 6 x 32 float32 (12 zmm) or 3 x 32 (12 ymm): measured on a 2-core AMD
+# EPYC with AVX2 for mnist_cnn's first dense layer (256 x 5408 x 128), 3 x 32 ran 103-125
+# GFLOP/s against 61-64 for 6 x 32 (24 ymm: spilled) and 92 for numpy's sgemm.
+TILE_REGISTERS = 12
+
+
+def gemm_rows(lanes: int, nr: int = PANEL) -> int:
+    """Rows of a register tile of nr columns on vectors of `lanes` float32."""
+    return max(1, TILE_REGISTERS * lanes // nr)
+
+
+def _tile_rows(m: int, lanes: int, nr: int) -> int:
+    """Rows of a convolution's register tile for m output columns: the most that fit,
+    unless a tile of at least 2/3 of them computes a fifth fewer rows (e.g. 4 for 8
+    columns rather than 6 + 2, of which 4 are wasted). Fewer rows load more per FMA:
+    on AVX2, alexnet's 13-column layers ran at 85 GFLOP/s with 2-row tiles."""
+    top = gemm_rows(lanes, nr)
+    computed = {mr: -(-m // mr) * mr for mr in range(-(-2 * top // 3), top + 1)}
+    best = min(computed, key=lambda mr: (computed[mr], -mr))
+    return best if computed[best] <= 0.8 * computed[top] else top
 
 
 def _affine(var: str, scale: int, offset: int) -> str:
@@ -33,10 +51,13 @@ def _conv2d(kernel: Kernel, graph) -> None:
     ctx = kernel.context
     conv = kernel.group.anchor
     if ctx.packed:
-        ctx.schedule = "rowdot"
-        how = ("Each thread gathers an output row's patches (out_w, kh*kw*cin) and multiplies "
-               "them with the packed kernel in blocks of 2 columns x 4 channels (8 sums in "
-               "registers, the tap loop vectorized).")
+        ctx.schedule = "gemm"
+        out_w, cout = graph.type(conv.output).shape[-2:]
+        ctx.nr = conv_panel(cout)
+        ctx.mr = _tile_rows(out_w, ctx.lanes, ctx.nr)
+        how = (f"Each thread gathers an output row's patches (out_w, kh*kw*cin) and multiplies "
+               f"them with the packed kernel, a GEMM with register tiles of {ctx.mr} columns x "
+               f"{ctx.nr} channels (the sums stay in vector registers for the whole tap loop).")
     elif graph.type(conv.output).shape[-1] >= TAPS_MIN_CHANNELS:
         ctx.schedule = "taps"
         ctx.tap_col = lambda s: _affine("ow", ctx.sw, s * ctx.dw)
@@ -53,7 +74,7 @@ def _conv2d(kernel: Kernel, graph) -> None:
         ctx.col_sum = "v = (\n    " + "\n    + ".join(terms) + "\n)"
         how = ("One input channel: each thread zero-pads the input rows under an output row "
                "and sums the shifted rows per output channel, vectorized over output columns.")
-    ctx.by_column = ctx.schedule in ("rowdot", "taps")     # acc[ow, co], else acc[co, ow]
+    ctx.by_column = ctx.schedule in ("gemm", "taps")     # acc[ow, co], else acc[co, ow]
     if ctx.pool is not None:
         p = ctx.pool
         ctx.loops = [f"Parallel over (n, pooled row). {how} The {p.kh} convolution rows under "
@@ -65,7 +86,7 @@ def _conv2d(kernel: Kernel, graph) -> None:
 
 def _dense(kernel: Kernel, graph) -> None:
     ctx = kernel.context
-    ctx.mr, ctx.nr = GEMM_ROWS, PANEL
+    ctx.mr, ctx.nr = gemm_rows(ctx.lanes), PANEL
     ctx.one_panel = graph.type(kernel.group.anchor.output).shape[-1] <= PANEL
     row = ""
     if ctx.row:
@@ -73,18 +94,18 @@ def _dense(kernel: Kernel, graph) -> None:
                if ctx.one_panel else
                " Then parallel over samples for the softmax of each row of y.")
     ctx.loops = [
-        f"Parallel over (panel of {PANEL} outputs, block of {GEMM_ROWS} samples), "
-        f"panel-major: a GEMM with register tiles; per task the {GEMM_ROWS}x{PANEL} sums "
+        f"Parallel over (panel of {PANEL} outputs, block of {ctx.mr} samples), "
+        f"panel-major: a GEMM with register tiles; per task the {ctx.mr}x{PANEL} sums "
         f"stay in vector registers for the whole input loop ({ctx.x} broadcast, a row of the "
         f"panel loaded), then go through the epilogue into y once." + row]
 
 
 def _dense_grad_weight(kernel: Kernel, graph) -> None:
     ctx = kernel.context
-    ctx.mr, ctx.nr = GEMM_ROWS, PANEL
+    ctx.mr, ctx.nr = gemm_rows(ctx.lanes), PANEL
     ctx.loops = [f"Parallel over panels of {PANEL} columns to pack dy, then GEMM over the "
-                 f"batch with register tiles of {GEMM_ROWS} inputs x {PANEL} outputs, parallel "
-                 f"over (panel, block of {GEMM_ROWS} inputs); writes dw once."]
+                 f"batch with register tiles of {ctx.mr} inputs x {PANEL} outputs, parallel "
+                 f"over (panel, block of {ctx.mr} inputs); writes dw once."]
 
 
 def _pool2d(kernel: Kernel, graph) -> None:
@@ -167,12 +188,27 @@ class NumpyPrepare(Prepare):
 
 
 class CpuTarget(Target):
+    """`vector_bits` (256 or 512) sizes the register tiles of the GEMM kernels; by default
+    the width the kernels get on this machine (runtime/cpu_features.py). The sums run in
+    the same order whatever the tiles, so results do not depend on it: only the source."""
+
     name = "cpu"
     templates = "cpu"
     packs_kernels = True
 
+    def __init__(self, vector_bits: int | None = None):
+        self._vector_bits = vector_bits
+
+    @property
+    def vector_bits(self) -> int:
+        if self._vector_bits is None:
+            from ..runtime.cpu_features import vector_bits
+            self._vector_bits = vector_bits()
+        return self._vector_bits
+
     def extend(self, kernel: Kernel, graph) -> None:
         kernel.context.parallel = True
+        kernel.context.lanes = self.vector_bits // 32
         EXTENSIONS[kernel.template](kernel, graph)
 
     def alloc(self, shape: str) -> str:

@@ -66,7 +66,7 @@ def test_fused_groups_are_the_cpu_targets():
     """The same kernel groups on both targets: the passes differ only in pack_kernels,
     which fuses nothing."""
     from cnnc.compiler import lower
-    pack_ops = ("pack_ohwi", "pack_ihwo", "pack_panels", "pack_panels_t")
+    pack_ops = ("pack_conv_panels", "pack_ihwo", "pack_panels", "pack_panels_t")
     text = (EXAMPLES / "resnet_tiny.cnn").read_text()
     for fuse in ("all", "none"):
         groups = {t: [[m.name for m in (n.body or (n,))] for n in

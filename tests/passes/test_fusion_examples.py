@@ -143,6 +143,16 @@ def test_verifier_runs_after_every_pass():
             run_inference(graph, Fusion.parse(fuse), verify_each=True)
 
 
+def test_verifier_runs_after_every_training_pass(monkeypatch):
+    """The training pipeline, verified after each pass as --debug does: the shape rules
+    of ops reading a packed kernel (dense_grad_input's panels) see the kernel it packs."""
+    from cnnc.compiler import lower
+    monkeypatch.setenv("CNNC_VERIFY", "1")
+    for path in EXAMPLES.glob("*.cnn"):
+        for fuse in ("none", "all"):
+            lower(path, fuse=fuse).generate()
+
+
 def test_explain_training_step():
     program = cnnc.parse(EXAMPLES / "mnist_cnn.cnn")
     from cnnc.reports.explain import explain_training

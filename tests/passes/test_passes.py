@@ -118,15 +118,15 @@ def test_fold_batchnorm_refuses_after_pooling():
 def test_pack_kernels_layouts():
     b, x = start((6, 6, 1))
     c1 = conv(b, x, "c1", cin=1)                       # one input channel: HWIO stays
-    c2 = conv(b, c1, "c2", cin=4)                      # packed (out, kh*kw*in)
+    c2 = conv(b, c1, "c2", cin=4)                      # packed in panels of 16 outputs
     f = b.node("flatten", [c2], layer="f")
     w = b.param("d", ParamSpec("kernel", (16 * 4, 5), "glorot_uniform"))
     d = b.node("dense", [f, w], {"units": 5}, layer="d", name="d")
     after = pack_kernels.run(b.build([d]), ctx())
     assert after.node("c1").inputs[1] == "c1/kernel"
     assert "kernel_layout" not in after.node("c1").attrs
-    assert after.node("c2").inputs[1] == "c2/kernel:ohwi"
-    assert after.type("c2/kernel:ohwi").shape == (4, 36)
+    assert after.node("c2").inputs[1] == "c2/kernel:panels"
+    assert after.type("c2/kernel:panels").shape == (1, 36, 16)    # 4 outputs padded to 16
     assert after.node("d").attrs["kernel_layout"] == "panels"
     assert after.type("d/kernel:panels").shape == (1, 64, 32)     # 5 outputs padded to 32
     verify(after)

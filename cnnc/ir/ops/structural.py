@@ -113,13 +113,31 @@ def _panels(n: int, k: int) -> tuple[int, int, int]:
     return (-(-n // PANEL), k, PANEL)
 
 
+
+
+def conv_panel(cout: int) -> int:
+    """The panel width of a convolution's packed kernel: 16 output channels (one AVX-512
+    vector) for up to 16 channels, so a narrow layer computes no padding, else PANEL."""
+    return 16 if cout <= 16 else PANEL
+
+
+def _conv_panels(w) -> tuple[int, int, int]:
+    cout, taps = w.shape[3], w.numel // w.shape[3]
+    width = conv_panel(cout)
+    return (-(-cout // width), taps, width)
+
+
+# conv_panel(out) as an expression of the kernel: 16 << (out > 16)
+_CONV_WIDTH = "(16 << (w.shape[3] > 16))"
+
 register(
-    OpDef("pack_ohwi", INJECTIVE,
-          lambda attrs, ins: TensorType((ins[0].shape[3], ins[0].numel // ins[0].shape[3]),
-                                        batched=False),
+    OpDef("pack_conv_panels", INJECTIVE,
+          lambda attrs, ins: TensorType(_conv_panels(ins[0]), batched=False),
           inputs=("w",), flops=lambda a, i, o: 0,
-          expr="np.ascontiguousarray(w.transpose(3, 0, 1, 2)).reshape(w.shape[3], -1)",
-          doc="HWIO conv kernel -> (out, kh*kw*in): each output channel's taps contiguous"),
+          expr=("w.reshape(-1, w.shape[3])",
+                f"np.pad(value, ((0, 0), (0, -value.shape[1] % {_CONV_WIDTH})))",
+                f"value.reshape(value.shape[0], -1, {_CONV_WIDTH}).transpose(1, 0, 2).copy()"),
+          doc="HWIO conv kernel as (kh*kw*in, out) panels of 16/32 columns, zero-padded"),
     OpDef("pack_ihwo", INJECTIVE,
           lambda attrs, ins: TensorType((ins[0].shape[2], ins[0].numel // ins[0].shape[2]),
                                         batched=False),
