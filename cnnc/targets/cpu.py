@@ -22,22 +22,28 @@ CHUNKS = 16       # fixed chunk count of deterministic reductions (any thread co
 # 32 (AVX-512) leave room for the panel's row and the broadcasts. By vector width, the
 # dense tile is then 6 x 32 float32 (12 zmm) or 3 x 32 (12 ymm): measured on a 2-core AMD
 # EPYC with AVX2 for mnist_cnn's first dense layer (256 x 5408 x 128), 3 x 32 ran 103-125
-# GFLOP/s against 61-64 for 6 x 32 (24 ymm: spilled) and 92 for numpy's sgemm.
+# GFLOP/s against 61-64 for 6 x 32 (24 ymm: spilled) and 92 for numpy's sgemm. A panel
+# row of fewer than 4 ymm leaves AVX2 (no broadcast operands) short of registers at 12:
+# resnet_tiny's 16-channel convolutions ran 5.0 ms with 4 x 16 tiles, 7.4 ms with 6 x 16.
 TILE_REGISTERS = 12
+NARROW_TILE_REGISTERS = 8
+MAX_TILE_ROWS = 6
 
 
 def gemm_rows(lanes: int, nr: int = PANEL) -> int:
     """Rows of a register tile of nr columns on vectors of `lanes` float32."""
-    return max(1, TILE_REGISTERS * lanes // nr)
+    per_row = max(1, nr // lanes)
+    registers = TILE_REGISTERS if lanes >= 16 or per_row >= 4 else NARROW_TILE_REGISTERS
+    return max(1, min(MAX_TILE_ROWS, registers // per_row))
 
 
 def _tile_rows(m: int, lanes: int, nr: int) -> int:
     """Rows of a convolution's register tile for m output columns: the most that fit,
-    unless a tile of at least 2/3 of them computes a fifth fewer rows (e.g. 4 for 8
-    columns rather than 6 + 2, of which 4 are wasted). Fewer rows load more per FMA:
-    on AVX2, alexnet's 13-column layers ran at 85 GFLOP/s with 2-row tiles."""
+    unless a tile of 4 or more rows computes a fifth fewer (e.g. 4 for 8 columns rather
+    than 6 + 2, of which 4 are wasted). Tiles under 4 rows (when more fit) measured
+    slower for every width: they load more per FMA, and LLVM laid out 3 x 16 badly."""
     top = gemm_rows(lanes, nr)
-    computed = {mr: -(-m // mr) * mr for mr in range(-(-2 * top // 3), top + 1)}
+    computed = {mr: -(-m // mr) * mr for mr in range(min(4, top), top + 1)}
     best = min(computed, key=lambda mr: (computed[mr], -mr))
     return best if computed[best] <= 0.8 * computed[top] else top
 
