@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import textwrap
 
 from cnnc.runtime import build as B
 
@@ -102,3 +103,43 @@ def test_shares_are_balanced_and_deterministic():
     assert parts == [["a", "d"], ["b", "c", "e"]]
     assert B.shares(list(sizes), sizes, 2) == parts
     assert B.shares(["a"], sizes, 3) == [["a"]]
+
+
+def test_compile_command_builds_the_kernels(tmp_path):
+    """`cnnc compile -o` compiles the module's kernels as a step of its own, in several
+    processes, into Numba's cache beside it: a new process importing the module then
+    compiles nothing (every kernel it calls is a cache hit)."""
+    (tmp_path / "small.cnn").write_text(SOURCE)
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    result = subprocess.run([sys.executable, "-m", "cnnc", "compile", "small.cnn", "-o",
+                             "small.py"], capture_output=True, text=True, cwd=tmp_path,
+                            env=env, timeout=600)
+    assert result.returncode == 0, result.stderr
+    compiled = [line for line in result.stderr.splitlines() if "compiled" in line]
+    assert len(compiled) == 1 and "into Numba's cache beside it" in compiled[0], result.stderr
+    count = int(compiled[0].split("compiled ")[1].split()[0])
+    assert (tmp_path / "__pycache__").is_dir()
+    code = textwrap.dedent("""
+        import numpy as np, small
+        from numba.core.registry import CPUDispatcher
+        params = small.init_params(0)
+        x = np.zeros((2, 6, 6, 1), dtype=np.float32)
+        y = np.zeros((2, 3), dtype=np.float32)
+        small.forward(params, x)
+        small.train_step(params, small.init_opt_state(params), x, y, 0, 0)
+        small.evaluate(params, x, y, batch_size=2)
+        kernels = [v for v in vars(small).values()
+                   if isinstance(v, CPUDispatcher) and v.targetoptions.get("parallel")]
+        hits = sum(sum(k.stats.cache_hits.values()) for k in kernels)
+        misses = sum(sum(k.stats.cache_misses.values()) for k in kernels)
+        print(hits, misses)
+    """)
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=tmp_path, env=env, timeout=600)
+    assert run.returncode == 0, run.stderr
+    hits, misses = map(int, run.stdout.split())
+    assert misses == 0 and hits == count, run.stdout
+    quiet = subprocess.run([sys.executable, "-m", "cnnc", "compile", "small.cnn", "-o",
+                            "other.py", "--no-build"], capture_output=True, text=True,
+                           cwd=tmp_path, env=env)
+    assert quiet.returncode == 0 and "compiled" not in quiet.stderr
