@@ -118,12 +118,10 @@ def cmd_compile(args) -> int:
     print(f"{args.output}: {compiled.model.name}: inference runs {groups} kernel groups "
           f"({functions} kernel functions){training}; target {target.name}, fusion "
           f"{compiled.options.fusion}", file=sys.stderr)
-    if target.name == "cpu" and not args.no_build:
+    if not args.no_build:
         import time
-
-        from .runtime.build import build_file
         start = time.perf_counter()
-        count = build_file(args.output, progress=sys.stderr.isatty())
+        count = target.build_file(args.output, progress=sys.stderr.isatty())
         if count:
             print(f"{args.output}: compiled {count} kernels in "
                   f"{time.perf_counter() - start:.1f} s into Numba's cache beside it "

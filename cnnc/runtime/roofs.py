@@ -123,8 +123,7 @@ def peak(x, passes):
 
 def _tile() -> tuple[int, int]:
     from ..ir.ops.structural import PANEL
-    from ..targets.cpu import gemm_rows
-    from .cpu_features import vector_bits
+    from .cpu_features import gemm_rows, vector_bits
     return gemm_rows(vector_bits() // 32), PANEL
 
 

@@ -71,6 +71,11 @@ class Target:
     def require(self) -> None:
         """Raise CnncRuntimeError saying what is missing when modules cannot run here."""
 
+    def build_file(self, path, progress: bool = False) -> int:
+        """Compile the standalone module at `path`'s kernels ahead of its first import
+        (`cnnc compile -o`); how many. Targets that cannot here compile nothing."""
+        return 0
+
     def load(self, path, name: str, source: str, generated):
         """Import the generated module at `path` as `name` from its verified `source`
         (`generated()`: the code generator's output, when the target needs more of it)."""

@@ -12,31 +12,13 @@ from ..codegen.exprs import f32, substitute
 from ..codegen.kernels import Kernel
 from ..ir import ops
 from ..ir.ops.structural import PANEL, conv_panel
+from ..runtime.cpu_features import gemm_rows
 from .base import Prepare, Target
 
 # One-input-channel convolutions vectorize over output channels from this many on (over
 # output columns below it).
 TAPS_MIN_CHANNELS = 16
 CHUNKS = 16       # fixed chunk count of deterministic reductions (any thread count)
-# Vector registers a GEMM's register tile of accumulators takes: 12 of the 16 (AVX2) or
-# 32 (AVX-512) leave room for the panel's row and the broadcasts. By vector width, the
-# dense tile is then 6 x 32 float32 (12 zmm) or 3 x 32 (12 ymm): measured on a 2-core AMD
-# EPYC with AVX2 for mnist_cnn's first dense layer (256 x 5408 x 128), 3 x 32 ran 103-125
-# GFLOP/s against 61-64 for 6 x 32 (24 ymm: spilled) and 92 for numpy's sgemm. A panel
-# row of fewer than 4 ymm leaves AVX2 (no broadcast operands) short of registers at 12:
-# resnet_tiny's 16-channel convolutions ran 5.0 ms with 4 x 16 tiles, 7.4 ms with 6 x 16.
-TILE_REGISTERS = 12
-NARROW_TILE_REGISTERS = 8
-MAX_TILE_ROWS = 6
-
-
-def gemm_rows(lanes: int, nr: int = PANEL) -> int:
-    """Rows of a register tile of nr columns on vectors of `lanes` float32."""
-    per_row = max(1, nr // lanes)
-    registers = TILE_REGISTERS if lanes >= 16 or per_row >= 4 else NARROW_TILE_REGISTERS
-    return max(1, min(MAX_TILE_ROWS, registers // per_row))
-
-
 def _tile_rows(m: int, lanes: int, nr: int) -> int:
     """Rows of a convolution's register tile for m output columns: the most that fit,
     unless a tile of 4 or more rows computes a fifth fewer (e.g. 4 for 8 columns rather
@@ -225,6 +207,12 @@ class CpuTarget(Target):
 
     def prepare(self, namer) -> Prepare:
         return NumpyPrepare(namer)
+
+    def build_file(self, path, progress: bool = False) -> int:
+        """Compile the kernels of the standalone module at `path` into Numba's cache
+        beside it (runtime/build.py); how many it ran."""
+        from ..runtime.build import build_file
+        return build_file(path, progress=progress)
 
     def load(self, path, name: str, source: str, generated):
         """Import the module, then point its kernels at the shared kernel store's copies
