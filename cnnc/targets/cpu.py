@@ -96,6 +96,47 @@ def _dense_grad_weight(kernel: Kernel, graph) -> None:
                  f"over (panel, block of {ctx.mr} inputs); writes dw once."]
 
 
+def _channel_panel(cout: int) -> int:
+    """The columns of a weight gradient's register tile: the widest of 32, 16 or 8 output
+    channels that divides cout (one or two AVX-512 vectors), else the largest divisor of
+    cout up to 32 (dy is read in place, so a panel cannot run past cout)."""
+    for width in (PANEL, 16, 8):
+        if cout % width == 0:
+            return width
+    return max(d for d in range(1, min(cout, PANEL) + 1) if cout % d == 0)
+
+
+def _weight_tile_rows(rows: int, lanes: int, nr: int) -> int:
+    """Rows of a weight gradient's register tile: as many as the vector registers hold
+    (the tile's accumulators, a row of dy and a broadcast per row), then evened out over
+    the row blocks, so that a last partial block wastes little (10 rows: 2 blocks of 5,
+    not 9 + 1)."""
+    per_row = -(-nr // lanes)
+    registers = 32 if lanes >= 16 else 16
+    top = max(1, min(10, (registers - 2 - per_row) // (per_row + 1)))
+    blocks = -(-rows // top)
+    return -(-rows // blocks)
+
+
+def _conv2d_grad_weight(kernel: Kernel, graph) -> None:
+    ctx = kernel.context
+    x, dy = (graph.type(v) for v in kernel.group.anchor.inputs)
+    cin, cout = x.shape[-1], dy.shape[-1]
+    ctx.db = kernel.context.db if hasattr(ctx, "db") else None
+    rows = ctx.kh * ctx.kw * cin + (1 if ctx.db else 0)
+    ctx.chunks = CHUNKS
+    ctx.nr = _channel_panel(cout)
+    ctx.mr = _weight_tile_rows(rows, ctx.lanes, ctx.nr)
+    ctx.pad_sum, ctx.pad_w = ctx.pt + ctx.pb, ctx.pl + ctx.pr
+    ctx.copy = ctx.padded or ctx.db is not None
+    ctx.loops = [
+        f"Parallel over {CHUNKS} fixed chunks of the batch, then over taps for the ordered "
+        f"sum of the chunks. Per sample, a GEMM over its output positions with register "
+        f"tiles of {ctx.mr} taps x {ctx.nr} channels: the tile's sums stay in vector "
+        f"registers while the positions stream (a tap broadcast, a row of dy loaded)."
+        + (" db is the tap of an extra channel of ones." if ctx.db else "")]
+
+
 def _pool2d(kernel: Kernel, graph) -> None:
     ctx = kernel.context
     ctx.loops = ["Parallel over (n, output row); " + (
@@ -139,9 +180,7 @@ EXTENSIONS = {
         "Parallel over (n, input row); each thread gathers the dy values under each input "
         "position and multiplies them with the packed kernel in blocks of 2 columns x 4 "
         "channels."),
-    "conv2d_grad_weight": _chunked(
-        f"Parallel over {CHUNKS} fixed chunks of the batch, then over taps for the ordered "
-        f"sum of the chunks."),
+    "conv2d_grad_weight": _conv2d_grad_weight,
     "dense_grad_weight": _dense_grad_weight,
     "reduce_channels": _chunked(f"Parallel over {CHUNKS} fixed chunks of rows; chunks summed "
                                 f"in order."),
