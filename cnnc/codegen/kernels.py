@@ -166,6 +166,16 @@ def _conv2d_grad(kernel: Kernel, graph: Graph) -> None:
     _window(kernel.context, kernel.group.anchor)
 
 
+def _grad_weight(kernel: Kernel, graph: Graph) -> None:
+    """A weight gradient, and the bias gradient when it joined (the `siblings` rule): then
+    the kernel's second output, `db`, the channel sums of dy."""
+    group, ctx = kernel.group, kernel.context
+    sums = group.nodes[1:]
+    ctx.db = "db" if sums else None
+    if sums:
+        kernel.outputs = [(group.output, group.out_name, ASIS), (sums[0].output, "db", ASIS)]
+
+
 def _pool2d_grad(kernel: Kernel, graph: Graph) -> None:
     ctx = kernel.context
     node = kernel.group.anchor
@@ -253,8 +263,10 @@ BUILDERS = {
     "elementwise": _elementwise,
     "softmax": _softmax,
     "conv2d_grad_input": _conv2d_grad,
-    "conv2d_grad_weight": _conv2d_grad,
-    "dense_grad_weight": lambda kernel, graph: _rows(kernel, graph),
+    "conv2d_grad_weight": lambda kernel, graph: (_conv2d_grad(kernel, graph),
+                                                 _grad_weight(kernel, graph)),
+    "dense_grad_weight": lambda kernel, graph: (_rows(kernel, graph),
+                                                _grad_weight(kernel, graph)),
     "reduce_channels": lambda kernel, graph: _rows(kernel, graph),
     "pool2d_grad": _pool2d_grad,
     "global_pool2d_grad": _global_pool2d_grad,

@@ -18,6 +18,11 @@ passes/options.py). They read op categories and capabilities -- `reduction`, `ta
                    whole rows (dense + bias + softmax)
 * ``elementwise``  elementwise/broadcast ops with no complex op or reduction before them
                    form one kernel (batchnorm + activation, add + relu)
+* ``siblings``     (training) a channel sum (`reduction` CHANNELS: the bias gradient)
+                   joins the kernel of an op that reads the same tensor as its last input
+                   and whose template computes that sum alongside (`siblings`: the weight
+                   gradients, which read dy): dy is read once, and one kernel writes dw and
+                   db. Horizontal: neither reads the other's output
 * ``updates``      (training) the optimizer updates of a step, independent elementwise
                    work on parameters (`horizontal`), become one kernel
 
@@ -231,6 +236,7 @@ class Fuser:
 
 
 def run(graph: Graph, ctx) -> Graph:
+    graph = _fuse_siblings(graph, ctx)
     graph = _fuse_updates(graph, ctx)
     groups = Fuser(graph, ctx).run()
     grouped = {m.name: g for g in groups if len(g.members) > 1 for m in g.members}
@@ -245,6 +251,39 @@ def run(graph: Graph, ctx) -> Graph:
             continue
         emitted.add(id(group))
         nodes.append(_fused_node(graph, group))
+    return graph.replace(nodes=tuple(_order(nodes, graph)))
+
+
+def _fuse_siblings(graph: Graph, ctx) -> Graph:
+    """The `siblings` rule: each channel sum joins the first node (in graph order) that
+    reads its input as its own last input and computes that sum alongside; one such sum
+    per node."""
+    partner: dict[str, Node] = {}               # sum's name -> the node it joins
+    taken: set[str] = set()
+    for node in graph.nodes:
+        reduction = ops.get(node.op).reduction
+        if reduction is None or reduction in REDUCTION_RULES or node.body:
+            continue
+        value = node.inputs[0]
+        hosts = [n for n in graph.consumers.get(value, [])
+                 if not n.body and n.name not in taken and n.inputs[-1] == value
+                 and reduction in ops.get(n.op).siblings]
+        if not hosts:
+            continue
+        host = min(hosts, key=lambda n: graph.nodes.index(n))
+        if "siblings" not in ctx.fusion:
+            ctx.refuse("siblings", node, "rule 'siblings' is switched off", host)
+            continue
+        partner[node.name] = host
+        taken.add(host.name)
+    if not partner:
+        return graph
+    fused = {host.name: Node(host.name + "+", "fused", host.inputs,
+                             host.outputs + node.outputs, Attrs(), host.layer, host.loc,
+                             body=(host, node), rule="siblings")
+             for node in graph.nodes if node.name in partner
+             for host in [partner[node.name]]}
+    nodes = [fused.get(n.name, n) for n in graph.nodes if n.name not in partner]
     return graph.replace(nodes=tuple(_order(nodes, graph)))
 
 

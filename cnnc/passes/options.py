@@ -23,6 +23,8 @@ INFERENCE_RULES = {
 TRAINING_RULES = {
     "loss": "the last softmax/sigmoid into its cross-entropy: one stable kernel for the "
             "loss and its gradient (passes/fuse_loss.py; also in evaluation)",
+    "siblings": "the bias gradient (a channel sum of dy) into the kernel of the weight "
+                "gradient reading the same dy: dy is read once for both",
     "updates": "every optimizer update of a step into one kernel over the flat parameter "
                "buffer (horizontal fusion: the updates are independent and elementwise)",
 }

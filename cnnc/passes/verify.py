@@ -70,5 +70,14 @@ def _verify_body(graph: Graph, node, where: str) -> None:
         raise VerifyError(f"{node.name}: inputs {node.inputs} but body reads {external}{where}")
     if node.rule == "updates":
         return
+    if node.rule == "siblings":
+        # horizontal: the members read the same input; the node defines each one's output
+        outputs = tuple(v for member in node.body for v in member.outputs)
+        if outputs != node.outputs:
+            raise VerifyError(f"{node.name}: outputs {node.outputs} but body defines "
+                              f"{outputs}{where}")
+        if internal & set(external):
+            raise VerifyError(f"{node.name}: a sibling reads another's output{where}")
+        return
     if node.body[-1].output != node.output:
         raise VerifyError(f"{node.name}: output is not the body's last value{where}")

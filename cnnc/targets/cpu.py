@@ -91,7 +91,8 @@ def _dense(kernel: Kernel, graph) -> None:
 def _dense_grad_weight(kernel: Kernel, graph) -> None:
     ctx = kernel.context
     ctx.mr, ctx.nr = gemm_rows(ctx.lanes), PANEL
-    ctx.loops = [f"Parallel over panels of {PANEL} columns to pack dy, then GEMM over the "
+    packs = "to pack dy and sum its columns into db" if ctx.db else "to pack dy"
+    ctx.loops = [f"Parallel over panels of {PANEL} columns {packs}, then GEMM over the "
                  f"batch with register tiles of {ctx.mr} inputs x {PANEL} outputs, parallel "
                  f"over (panel, block of {ctx.mr} inputs); writes dw once."]
 
@@ -122,7 +123,6 @@ def _conv2d_grad_weight(kernel: Kernel, graph) -> None:
     ctx = kernel.context
     x, dy = (graph.type(v) for v in kernel.group.anchor.inputs)
     cin, cout = x.shape[-1], dy.shape[-1]
-    ctx.db = kernel.context.db if hasattr(ctx, "db") else None
     rows = ctx.kh * ctx.kw * cin + (1 if ctx.db else 0)
     ctx.chunks = CHUNKS
     ctx.nr = _channel_panel(cout)

@@ -136,10 +136,11 @@ def _conv2d_grad_weight(kernel: Kernel, graph: Graph) -> None:
     ctx = kernel.context
     x = _shape(graph, kernel.group.anchor.inputs[0])
     dy = _shape(graph, kernel.group.anchor.inputs[1])
-    ctx.tile = gemm_tile(ctx.kh * ctx.kw * x[-1], dy[-1], 1 << 20)
-    ctx.loops = ["GEMM over (taps) x (output channels), reduction over the batch's output "
-                 "positions split into slices summed by separate blocks (then added in "
-                 f"slice order: the same sums on any GPU): {ctx.tile.describe()}."]
+    ctx.tile = gemm_tile(ctx.kh * ctx.kw * x[-1] + (1 if ctx.db else 0), dy[-1], 1 << 20)
+    ones = " and a row of ones, whose sums are db," if ctx.db else ""
+    ctx.loops = [f"GEMM over (taps{ones}) x (output channels), reduction over the batch's "
+                 "output positions split into slices summed by separate blocks (then added "
+                 f"in slice order: the same sums on any GPU): {ctx.tile.describe()}."]
 
 
 def _dense(kernel: Kernel, graph: Graph) -> None:
@@ -164,9 +165,10 @@ def _dense_grad_weight(kernel: Kernel, graph: Graph) -> None:
     ctx, group = kernel.context, kernel.group
     n_in = _shape(graph, group.anchor.inputs[0])[-1]
     n_out = _shape(graph, group.anchor.inputs[1])[-1]
-    ctx.tile = gemm_tile(n_in, n_out, 1 << 20)
-    ctx.loops = ["GEMM x.T @ dy over (inputs) x (units), reduction over the batch split "
-                 f"into slices added in order: {ctx.tile.describe()}."]
+    ctx.tile = gemm_tile(n_in + (1 if ctx.db else 0), n_out, 1 << 20)
+    ones = " and a row of ones, whose sums are db," if ctx.db else ""
+    ctx.loops = [f"GEMM x.T @ dy over (inputs{ones}) x (units), reduction over the batch "
+                 f"split into slices added in order: {ctx.tile.describe()}."]
 
 
 def _rows(kernel: Kernel, graph: Graph) -> None:

@@ -263,7 +263,7 @@ def test_generated_module_documents_the_launch_geometry():
     source = lower(ROOT / "examples" / "mnist_cnn.cnn", target="cuda").source()
     head = source.split('"""')[0]
     assert "Model mnist_cnn from mnist_cnn.cnn, target cuda.\n# Fusion rules: " \
-        "epilogue,pool,row,elementwise,loss,updates\n" in head
+        "epilogue,pool,row,elementwise,loss,siblings,updates\n" in head
     assert "from numba import cuda" in source and "njit" not in source
     import ast
     tree = ast.parse(source)

@@ -82,7 +82,7 @@ def test_cli_writes_ptx_and_explain_reports_resources(tmp_path, ptxas):
                              str(out), "-o", str(tmp_path / "m.py")],
                             env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
-    assert "inference runs 3 kernel groups (3 kernel functions); a training step runs 16 " \
+    assert "inference runs 3 kernel groups (3 kernel functions); a training step runs 13 " \
         "kernel groups; target cuda" in result.stderr
     files = sorted(p.name for p in out.glob("*.ptx"))
     assert "conv2d_bias_relu_maxpool_fwd_kernel.ptx" in files and len(files) >= 20

@@ -167,9 +167,20 @@ def test_explain_training_step():
     # softmax + cross-entropy is one loss kernel; every update of the step is one kernel
     assert ("loss", "") in ops_rules
     assert ops_rules[-1] == (" + ".join(["update"] * 6), "updates")
-    assert (exp.kernels_before, exp.kernels_after) == (33, 16)
+    # each bias gradient is computed in its layer's weight-gradient kernel
+    assert ("conv2d_grad_weight + bias_grad", "siblings") in ops_rules
+    assert ops_rules.count(("dense_grad_weight + bias_grad", "siblings")) == 2
+    assert (exp.kernels_before, exp.kernels_after) == (33, 13)
     unfused = explain_training(program.model(), program.trains["mnist_cnn"], fuse="none")
     assert unfused.kernels_after == 33
+    # without `siblings`, each bias gradient is a kernel of its own, and the report says why
+    rules = [r for r in Fusion.parse("all").rules if r != "siblings"]
+    apart = explain_training(program.model(), program.trains["mnist_cnn"], fuse=rules)
+    assert apart.kernels_after == 16
+    assert [(r["rule"], r["node"], r["reason"]) for r in apart.refusals
+            if r["rule"] == "siblings"] == [
+        ("siblings", f"d/{layer}/bias_grad", "rule 'siblings' is switched off")
+        for layer in ("dense_1", "dense", "conv2d")]
     result = subprocess.run([sys.executable, "-m", "cnnc", "explain", "--train",
                              str(EXAMPLES / "mnist_cnn.cnn")], capture_output=True, text=True)
     assert result.returncode == 0 and "rule: updates" in result.stdout

@@ -78,6 +78,18 @@ def test_alexnet():
                       batch=1, dropout=True)
 
 
+@pytest.mark.parametrize("fuse", ["all", "epilogue,pool,row,elementwise,loss,updates"])
+def test_bias_gradients_with_and_without_siblings(fuse):
+    """db computed in the weight gradient's kernel (a padded, strided convolution: the
+    sample buffer's ones channel; dense: the sums taken while packing dy) and in a kernel
+    of its own agree with torch."""
+    model = compare_gradients(COMPILED[1][0], COMPILED[1][1], batch=5, fuse=fuse)
+    siblings = fuse == "all"
+    assert ("def conv2d_grad_weight_bias_grad_bwd(" in model.source) == siblings
+    assert ("def dense_grad_weight_bias_grad_bwd(" in model.source) == siblings
+    assert ("def bias_grad_bwd(" in model.source) != siblings
+
+
 def test_mnist_with_fusion_off():
     compare_gradients(open(EXAMPLES / "mnist_cnn.cnn").read(), "categorical_crossentropy",
                       batch=4, dropout=True, fuse="none")

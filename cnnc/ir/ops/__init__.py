@@ -26,6 +26,7 @@ from .table import (  # noqa: F401
     BACKWARD,
     BROADCAST,
     CATEGORIES,
+    CHANNELS,
     COMPLEX,
     ELEMENTWISE,
     FORWARD,

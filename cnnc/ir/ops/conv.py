@@ -13,6 +13,7 @@ from ..graph import TensorType
 from ..shapes import window_2d
 from .table import (
     BACKWARD,
+    CHANNELS,
     COMPLEX,
     OPAQUE,
     WINDOW,
@@ -99,6 +100,6 @@ register(
     OpDef("conv2d_grad_weight", OPAQUE, _grad_weight_infer, inputs=("x", "dy"),
           window=WINDOW_OF_KERNEL, direction=BACKWARD, out="dw",
           flops=lambda a, i, o: 2 * i[1].numel * a["kernel"][0] * a["kernel"][1] *
-          i[0].shape[-1], template="conv2d_grad_weight",
+          i[0].shape[-1], template="conv2d_grad_weight", siblings=(CHANNELS,),
           doc="dw of conv2d: patches of x times dy, summed over the batch"),
 )

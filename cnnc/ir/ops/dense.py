@@ -7,7 +7,18 @@ from __future__ import annotations
 
 from ..attrs import LINEAR, Activation, Attr, Bool, Int
 from ..graph import TensorType
-from .table import BACKWARD, COMPLEX, OPAQUE, ROW, OpDef, Packing, ParamSpec, ShapeError, register
+from .table import (
+    BACKWARD,
+    CHANNELS,
+    COMPLEX,
+    OPAQUE,
+    ROW,
+    OpDef,
+    Packing,
+    ParamSpec,
+    ShapeError,
+    register,
+)
 
 
 def _infer(attrs, ins):
@@ -56,6 +67,6 @@ register(
     OpDef("dense_grad_weight", OPAQUE,
           lambda attrs, ins: TensorType((ins[0].shape[0], ins[1].shape[0]), batched=False),
           inputs=("x", "dy"), flops=lambda a, i, o: 2 * i[0].numel * i[1].numel,
-          template="dense_grad_weight", direction=BACKWARD, out="dw",
+          template="dense_grad_weight", direction=BACKWARD, out="dw", siblings=(CHANNELS,),
           doc="dw of dense: x.T @ dy"),
 )

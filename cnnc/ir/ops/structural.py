@@ -8,6 +8,7 @@ from ..graph import TensorType
 from .table import (
     BACKWARD,
     BROADCAST,
+    CHANNELS,
     ELEMENTWISE,
     INJECTIVE,
     REDUCTION,
@@ -92,6 +93,7 @@ register(
     OpDef("bias_grad", REDUCTION,
           lambda attrs, ins: TensorType((ins[0].shape[-1],), batched=False), inputs=("dy",),
           flops=lambda a, i, o: i[0].numel, template="reduce_channels", direction=BACKWARD,
+          reduction=CHANNELS,
           out="db", doc="the bias gradient: dy summed over all axes but the last"),
     OpDef("add", ELEMENTWISE, _add, inputs=("x", "skip"), expr="x + skip",
           template="elementwise", grad=_add_grad,

@@ -17,8 +17,10 @@ ELEMENTWISE, BROADCAST, INJECTIVE, REDUCTION, COMPLEX, OPAQUE = (
 CATEGORIES = (ELEMENTWISE, BROADCAST, INJECTIVE, REDUCTION, COMPLEX, OPAQUE)
 
 # Reductions a complex op's template can compute in its epilogue (`OpDef.reduction`,
-# `OpDef.takes`): pooling windows over the output, or a whole output row.
-WINDOW, ROW = "window", "row"
+# `OpDef.takes`): pooling windows over the output, or a whole output row. CHANNELS, a sum
+# over every axis but the last (the bias gradient), is computed instead beside an op that
+# reads the same tensor (`OpDef.siblings`: the weight gradients read dy).
+WINDOW, ROW, CHANNELS = "window", "row", "channels"
 
 # Which part of a training step a kernel belongs to (`OpDef.direction`): its function's
 # name ends with the suffix.
@@ -131,7 +133,10 @@ class OpDef:
                                              # one kernel per step by the `updates` rule
     # --- fusion ---
     reduction: str | None = None             # WINDOW or ROW: a reduction a complex op's
-                                             # template can compute in its epilogue
+                                             # template can compute in its epilogue;
+                                             # CHANNELS: one a sibling's template computes
+    siblings: tuple[str, ...] = ()           # reductions of its last input (dy) that its
+                                             # template computes alongside (`siblings` rule)
     takes: tuple[str, ...] = ()              # complex ops: the reductions their template
                                              # computes in its epilogue
     epilogue: bool | Callable[[Attrs], str | None] = True
@@ -187,7 +192,7 @@ def register(*ops: OpDef) -> None:
     for op in ops:
         assert op.name not in OPS, op.name
         assert op.category in CATEGORIES, op
-        assert op.reduction in (None, WINDOW, ROW), op
+        assert op.reduction in (None, WINDOW, ROW, CHANNELS), op
         OPS[op.name] = op
 
 
