@@ -134,7 +134,7 @@ RESERVED = frozenset("""
     global_index p j0 jj cols n_panels n_blocks i0 dy_p stack_tile _stack_tile tile ow0
     inv x2 e v ch h0 w0 cols_in h_lo h_hi w_lo w_hi channels ZERO ONE FASTMATH np math prange njit
     g d a rest share wk dropout_keep mix32 mul32 config types cgutils intrinsic make_array
-    populate_array sums hp wp cs rows_t offs bases n_row_blocks dy4 sample xs t0 rs dw2
+    populate_array ju sums hp wp cs rows_t offs bases n_row_blocks dy4 sample xs t0 rs dw2
     """.split()) | {f"x{r}{s}" for r in range(10) for s in range(10)} \
     | {f"x{r}_{s}" for r in range(32) for s in range(32)} \
     | {f"a{i}" for i in range(16)} | {f"row{i}" for i in range(16)} \
