@@ -77,6 +77,7 @@ def generate(model: Model, graph: Graph, options: Options, training=None) -> Gen
                      prepare_eval=training.prepare_lines(training.eval_graph,
                                                          training.eval_steps, prepare_of))
     kernel_sources = {k.name: source for k, source in sources}
+    kernel_sources.update(preparer.named_sources)
     all_sources = [source for _, source in sources] + preparer.sources
     forward_rows = _header_rows(forward_kernels)
     shown = {name for name, *_ in forward_rows}

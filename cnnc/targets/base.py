@@ -30,6 +30,8 @@ class Prepare:
     def __init__(self, namer):
         self.namer = namer
         self.sources: list[str] = []
+        self.named_sources: dict[str, str] = {}    # those of its kernels the kernel store
+                                                   # shares, by name
 
     def lines(self, graph, node, params: str = "p") -> list[str]:
         raise NotImplementedError

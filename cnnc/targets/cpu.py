@@ -8,6 +8,10 @@ numpy once per parameter set, and loading through the shared kernel store.
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
+import numpy as np
+
 from ..codegen.exprs import f32, substitute
 from ..codegen.kernels import Kernel
 from ..ir import ops
@@ -197,10 +201,19 @@ EXTENSIONS = {
 
 
 class NumpyPrepare(Prepare):
-    """A derived parameter as a numpy expression over whole arrays."""
+    """A derived parameter as a numpy expression over whole arrays, or, for an op with a
+    `prepare_template` (the kernel packings), a parallel kernel of the module writing a
+    fresh array: numpy's copy of a transposed view ran 2-3x slower, and a training step
+    packs its dense kernels anew every step."""
+
+    def __init__(self, namer):
+        super().__init__(namer)
+        self.kernels: dict[str, str] = {}          # template -> the kernel's name
 
     def lines(self, graph, node, params: str = "p") -> list[str]:
         op = ops.get(node.op)
+        if op.prepare_template is not None:
+            return self._kernel_lines(graph, node, op, params)
         lines = [f"# {node.op}: {op.doc}"]
         lines += [f"{role} = {params}[{value!r}]" for role, value in zip(op.inputs, node.inputs)]
         names = {k: f32(v) for k, v in node.attrs.items() if isinstance(v, float)}
@@ -212,6 +225,25 @@ class NumpyPrepare(Prepare):
         else:
             lines.append(f"{params}[{node.output!r}] = {expr}")
         return lines
+
+    def _kernel_lines(self, graph, node, op, params: str) -> list[str]:
+        from ..codegen.render import render_code
+        name = self.kernels.get(op.prepare_template)
+        if name is None:
+            name = self.kernels[op.prepare_template] = self.namer(op.prepare_template,
+                                                                  "_prepare")
+            source = render_code(f"cpu/{op.prepare_template}.j2", p=SimpleNamespace(name=name))
+            self.sources.append(source)
+            self.named_sources[name] = source
+        (value,) = node.inputs
+        shape = graph.type(value).shape
+        matrix = (int(np.prod(shape[:-1])), shape[-1])
+        out_shape = tuple(graph.type(node.output).shape)
+        view = f"{params}[{value!r}]" + (f".reshape{matrix}" if len(shape) != 2 else "")
+        return [f"# {node.op}: {op.doc}",
+                f"value = np.empty({out_shape}, dtype=DTYPE)",
+                f"{name}({view}, value)",
+                f"{params}[{node.output!r}] = value"]
 
 
 class CpuTarget(Target):

@@ -139,6 +139,7 @@ register(
           expr=("w.reshape(-1, w.shape[3])",
                 f"np.pad(value, ((0, 0), (0, -value.shape[1] % {_CONV_WIDTH})))",
                 f"value.reshape(value.shape[0], -1, {_CONV_WIDTH}).transpose(1, 0, 2).copy()"),
+          prepare_template="pack_panels",
           doc="HWIO conv kernel as (kh*kw*in, out) panels of 16/32 columns, zero-padded"),
     OpDef("pack_ihwo", INJECTIVE,
           lambda attrs, ins: TensorType((ins[0].shape[2], ins[0].numel // ins[0].shape[2]),
@@ -151,6 +152,7 @@ register(
           inputs=("w",), flops=lambda a, i, o: 0,
           expr=(f"w if w.shape[1] % {PANEL} == 0 else "
                 f"np.pad(w, ((0, 0), (0, -w.shape[1] % {PANEL})))", _PANELS),
+          prepare_template="pack_panels",
           doc=f"dense kernel (in, out) as (out / {PANEL}, in, {PANEL}) panels, zero-padded"),
     OpDef("pack_panels_t", INJECTIVE,
           lambda attrs, ins: TensorType(_panels(ins[0].shape[0], ins[0].shape[1]), batched=False),
@@ -158,5 +160,6 @@ register(
           expr=(f"w if w.shape[0] % {PANEL} == 0 else "
                 f"np.pad(w, ((0, -w.shape[0] % {PANEL}), (0, 0)))",
                 f"value.reshape(-1, {PANEL}, value.shape[1]).transpose(0, 2, 1).copy()"),
+          prepare_template="pack_panels_t",
           doc=f"w.T as (in / {PANEL}, out, {PANEL}) panels, zero-padded (dx's GEMM)"),
 )

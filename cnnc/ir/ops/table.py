@@ -149,6 +149,9 @@ class OpDef:
                                              # the first reading the last as `value`
     channel_inputs: tuple[str, ...] = ()     # broadcast ops: inputs indexed by channel only
     template: str | None = None              # kernel template name (same for every target)
+    prepare_template: str | None = None      # parameter-only ops: a template computing it
+                                             # on its input as a (rows, last axis) matrix,
+                                             # for targets that render one (else `expr`)
     template_args: dict[str, Any] = field(default_factory=dict)   # what its template reads
     view: bool = False                       # no kernel: the output is a view of the input
     tag: str = ""                            # its part of kernel names (default: its name)
