@@ -132,9 +132,10 @@ RESERVED = frozenset("""
     u0 u1 u2 u3 v0 v1 v2 v3 dx dgamma dbeta loss correct dz g_i partial chunk chunks
     positions patch_t dy_t x_t y2 part inv_std inv_rows label best lse dot width index
     global_index p j0 jj cols n_panels n_blocks i0 dy_p stack_tile _stack_tile tile ow0
-    inv x2 e v ch h0 w0 cols_in h_lo h_hi w_lo w_hi channels ZERO ONE FASTMATH PARALLEL np math prange njit
-    g d a rest share wk dropout_keep mix32 mul32 config types cgutils intrinsic make_array
-    populate_array ju sums hp wp cs rows_t offs bases n_row_blocks dy4 sample xs t0 rs dw2
+    inv x2 e v ch h0 w0 cols_in h_lo h_hi w_lo w_hi channels ZERO ONE FASTMATH PARALLEL np math
+    prange njit g d a rest share wk dropout_keep mix32 mul32 config types cgutils intrinsic
+    make_array populate_array ju sums oh0 ow0 c0 n_row_blocks hp wp cs rows_t offs bases dy4
+    sample xs t0 rs dw2
     """.split()) | {f"x{r}{s}" for r in range(10) for s in range(10)} \
     | {f"x{r}_{s}" for r in range(32) for s in range(32)} \
     | {f"a{i}" for i in range(16)} | {f"row{i}" for i in range(16)} \

@@ -130,6 +130,28 @@ def _forward() -> list[Case]:
             "model m { input(6, 7, 4) residual { conv2d(4, kernel=3, padding=same) "
             "activation(relu) } residual { activation(tanh) } flatten() dense(2) "
             "residual { dense(2, activation=sigmoid) } }"), fuse))
+    # one input channel, pooled in the kernel (the CPU's `window` schedule: the patch under
+    # each window in registers): valid and padded convolutions, strided, dilated, max and
+    # average pooling, pools with gaps, an odd channel count
+    for i, (shape, conv, pool) in enumerate((
+            ("9, 10, 1", "16, kernel=3, activation=relu", "maxpool2d(2)"),
+            ("8, 9, 1", "16, kernel=3, padding=same, activation=tanh", "avgpool2d(2)"),
+            ("11, 12, 1", "17, kernel=2, strides=2, activation=elu", "maxpool2d(2, strides=3)"),
+            ("12, 12, 1", "16, kernel=2, dilation=2, padding=same", "maxpool2d(2)"))):
+        for fuse in ("all", "none"):
+            cases.append(Case(f"conv-pool-window-{i}-{fuse}",
+                              f"model m {{ input({shape}) conv2d({conv}) {pool} }}", fuse, i))
+    # one input channel, not pooled (the CPU's `block` schedule: 2x2 or 1x4 blocks of
+    # outputs, a last block of columns overlapping the one before): even and odd output
+    # sizes, padded, strided, dilated
+    for i, (shape, conv) in enumerate((
+            ("8, 9, 1", "16, kernel=3, activation=tanh"),
+            ("7, 11, 1", "16, kernel=3, padding=same, activation=relu"),
+            ("9, 9, 1", "18, kernel=2, strides=2"),
+            ("8, 10, 1", "16, kernel=3, dilation=2, padding=same, activation=elu"))):
+        for fuse in ("all", "none"):
+            cases.append(Case(f"conv-block-{i}-{fuse}",
+                              f"model m {{ input({shape}) conv2d({conv}) }}", fuse, i))
     # after pooling batchnorm cannot fold (an elementwise kernel); after conv2d/dense it
     # folds into the kernel and bias
     cases.append(Case("batchnorm-unfolded-and-folded", (
