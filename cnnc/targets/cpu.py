@@ -132,6 +132,8 @@ def _dense(kernel: Kernel, graph) -> None:
     ctx = kernel.context
     ctx.mr, ctx.nr = gemm_rows(ctx.lanes), PANEL
     ctx.one_panel = graph.type(kernel.group.anchor.output).shape[-1] <= PANEL
+    # inference at batch 1: two panels per task instead of a tile of rows it mostly wastes
+    ctx.narrow = not ctx.row and not kernel.group.backward and not ctx.one_panel
     row = ""
     if ctx.row:
         row = (" Each row's softmax is taken in its tile (one panel holds the row)."
