@@ -135,7 +135,7 @@ RESERVED = frozenset("""
     inv x2 e v ch h0 w0 cols_in h_lo h_hi w_lo w_hi channels ZERO ONE FASTMATH PARALLEL np math
     prange njit g d a rest share wk dropout_keep mix32 mul32 config types cgutils intrinsic
     make_array populate_array ju sums oh0 ow0 c0 n_row_blocks hp wp cs rows_t offs bases dy4
-    sample xs t0 rs dw2 half p0 p1
+    sample xs t0 rs dw2 half p0 p1 x3 rf col_step
     """.split()) | {f"x{r}{s}" for r in range(10) for s in range(10)} \
     | {f"x{r}_{s}" for r in range(32) for s in range(32)} \
     | {f"a{i}" for i in range(16)} | {f"row{i}" for i in range(16)} \
