@@ -260,6 +260,7 @@ def _fuse_siblings(graph: Graph, ctx) -> Graph:
     per node."""
     partner: dict[str, Node] = {}               # sum's name -> the node it joins
     taken: set[str] = set()
+    order = {n.name: i for i, n in enumerate(graph.nodes)}
     for node in graph.nodes:
         reduction = ops.get(node.op).reduction
         if reduction is None or reduction in REDUCTION_RULES or node.body:
@@ -270,7 +271,7 @@ def _fuse_siblings(graph: Graph, ctx) -> Graph:
                  and reduction in ops.get(n.op).siblings]
         if not hosts:
             continue
-        host = min(hosts, key=lambda n: graph.nodes.index(n))
+        host = min(hosts, key=lambda n: order[n.name])
         if "siblings" not in ctx.fusion:
             ctx.refuse("siblings", node, "rule 'siblings' is switched off", host)
             continue

@@ -82,8 +82,11 @@ def test_kernel_times_add_up_to_the_uninstrumented_step(name, batch, one_thread)
     medians come to within 10% of the normal module's step, measured interleaved."""
     model = cnnc.compile(EXAMPLES / f"{name}.cnn")
     p = model.profile(batch=batch, repeats=30)
-    if not 0.9 <= p.agreement <= 1.1:
-        # Another process's burst on a shared core moves one module's median: once more.
+    for _ in range(2):
+        if 0.9 <= p.agreement <= 1.1:
+            break
+        # Another process's burst on a shared core (the suite's other worker compiling)
+        # moves one module's median: measure again.
         p = model.profile(batch=batch, repeats=30)
     groups = explain(model.model, model.options.fusion, True).groups
     check_bookkeeping(p, groups)
