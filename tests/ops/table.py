@@ -139,8 +139,10 @@ def _forward() -> list[Case]:
             ("11, 12, 1", "17, kernel=2, strides=2, activation=elu", "maxpool2d(2, strides=3)"),
             ("12, 12, 1", "16, kernel=2, dilation=2, padding=same", "maxpool2d(2)"))):
         for fuse in ("all", "none"):
+            # CPU schedules: in the simulator the first runs in CI, all with --long
             cases.append(Case(f"conv-pool-window-{i}-{fuse}",
-                              f"model m {{ input({shape}) conv2d({conv}) {pool} }}", fuse, i))
+                              f"model m {{ input({shape}) conv2d({conv}) {pool} }}", fuse, i,
+                              long_on=("cuda",) if i else ()))
     # one input channel, not pooled (the CPU's `block` schedule: 2x2 or 1x4 blocks of
     # outputs, a last block of columns overlapping the one before): even and odd output
     # sizes, padded, strided, dilated
@@ -151,7 +153,8 @@ def _forward() -> list[Case]:
             ("8, 10, 1", "16, kernel=3, dilation=2, padding=same, activation=elu"))):
         for fuse in ("all", "none"):
             cases.append(Case(f"conv-block-{i}-{fuse}",
-                              f"model m {{ input({shape}) conv2d({conv}) }}", fuse, i))
+                              f"model m {{ input({shape}) conv2d({conv}) }}", fuse, i,
+                              long_on=("cuda",) if i else ()))
     # after pooling batchnorm cannot fold (an elementwise kernel); after conv2d/dense it
     # folds into the kernel and bias
     cases.append(Case("batchnorm-unfolded-and-folded", (
