@@ -142,7 +142,8 @@ def _dense(kernel: Kernel, graph) -> None:
     ctx = kernel.context
     ctx.mr, ctx.nr = gemm_rows(ctx.lanes), PANEL
     ctx.one_panel = graph.type(kernel.group.anchor.output).shape[-1] <= PANEL
-    # inference at batch 1: two panels per task instead of a tile of rows it mostly wastes
+    # inference of one sample: two panels per task instead of a tile of rows it mostly
+    # wastes (at 2 to 5 samples the tile reads the kernel once, a row at a time would not)
     ctx.narrow = not ctx.row and not kernel.group.backward and not ctx.one_panel
     row = ""
     if ctx.row:
