@@ -72,8 +72,10 @@ def generate(model: Model, graph: Graph, options: Options, training=None) -> Gen
                      trainable_size=sum(p.size for p in training.trainable),
                      stats_size=sum(2 * training.train_graph.type(mean).numel
                                     for mean, *_ in training.training.bn_stats),
-                     prepare_train=training.prepare_lines(training.train_graph,
-                                                          training.train_steps, prepare_of),
+                     # a training step derives its parameters anew every step
+                     prepare_train=training.prepare_lines(
+                         training.train_graph, training.train_steps,
+                         lambda g, node: prepare_of(g, node, every_step=True)),
                      prepare_eval=training.prepare_lines(training.eval_graph,
                                                          training.eval_steps, prepare_of))
     kernel_sources = {k.name: source for k, source in sources}

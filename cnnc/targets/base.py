@@ -33,7 +33,9 @@ class Prepare:
         self.named_sources: dict[str, str] = {}    # those of its kernels the kernel store
                                                    # shares, by name
 
-    def lines(self, graph, node, params: str = "p") -> list[str]:
+    def lines(self, graph, node, params: str = "p", every_step: bool = False) -> list[str]:
+        """Host lines computing `node`'s derived parameter into `params`; `every_step`:
+        in a training step (run every step, not once per parameter set)."""
         raise NotImplementedError
 
 

@@ -266,18 +266,19 @@ EXTENSIONS = {
 
 
 class NumpyPrepare(Prepare):
-    """A derived parameter as a numpy expression over whole arrays, or, for an op with a
-    `prepare_template` (the kernel packings), a parallel kernel of the module writing a
-    fresh array: numpy's copy of a transposed view ran 2-3x slower, and a training step
-    packs its dense kernels anew every step."""
+    """A derived parameter as a numpy expression over whole arrays, or, in a training step
+    and for an op with a `prepare_template` (the kernel packings), a parallel kernel of the
+    module writing a fresh array: a training step packs its dense kernels anew every step,
+    and numpy's copy of a transposed view ran 2-3x slower. Once per parameter set
+    (prepare(), evaluation) numpy costs less than compiling the kernel."""
 
     def __init__(self, namer):
         super().__init__(namer)
         self.kernels: dict[str, str] = {}          # template -> the kernel's name
 
-    def lines(self, graph, node, params: str = "p") -> list[str]:
+    def lines(self, graph, node, params: str = "p", every_step: bool = False) -> list[str]:
         op = ops.get(node.op)
-        if op.prepare_template is not None:
+        if every_step and op.prepare_template is not None:
             return self._kernel_lines(graph, node, op, params)
         lines = [f"# {node.op}: {op.doc}"]
         lines += [f"{role} = {params}[{value!r}]" for role, value in zip(op.inputs, node.inputs)]

@@ -36,7 +36,7 @@ class DevicePrepare(Prepare):
         super().__init__(namer)
         self._by_source: dict[str, str] = {}
 
-    def lines(self, graph, node, params: str = "p") -> list[str]:
+    def lines(self, graph, node, params: str = "p", every_step: bool = False) -> list[str]:
         op = ops.get(node.op)
         out_type = graph.type(node.output)
         names, channel = {}, None
