@@ -24,6 +24,8 @@ from .base import Prepare, Target
 TAPS_MIN_CHANNELS = 16
 # Convolutions with fewer input channels read their patches in place (`gemm` schedule).
 IN_PLACE_MAX_CHANNELS = 8
+# Most rows of a convolution's register tile with one AVX-512 vector of channels.
+ONE_VECTOR_TILE_ROWS = 8
 # The `window` schedule keeps the input patch under a pooling window, the kernel's taps
 # and the window's convolution outputs in vector registers: at most this many of them.
 WINDOW_REGISTERS = 32
@@ -55,15 +57,24 @@ def _block_fits(ctx, out_h: int, out_w: int) -> bool:
             return True
     return False
 CHUNKS = 16       # fixed chunk count of deterministic reductions (any thread count)
+
+
 def _tile_rows(m: int, lanes: int, nr: int) -> int:
     """Rows of a convolution's register tile for m output columns: the most that fit,
-    unless a tile of 4 or more rows computes a fifth fewer (e.g. 4 for 8 columns rather
-    than 6 + 2, of which 4 are wasted). Tiles under 4 rows (when more fit) measured
-    slower for every width: they load more per FMA, and LLVM laid out 3 x 16 badly."""
-    top = gemm_rows(lanes, nr)
+    unless a tile of 4 or more rows computes 15% fewer (4 for 8 columns rather than
+    6 + 2, of which 4 are wasted; 5 for alexnet's 13 columns, 15 computed against 18: its
+    forward pass 0.94x the time). Tiles under 4 rows (when more fit) measured slower for
+    every width: they load more per FMA, and LLVM laid out 3 x 16 badly.
+
+    A panel of one AVX-512 vector (16 channels) takes up to 8 rows: resnet_tiny's
+    16-channel convolutions (32 columns) ran 0.9x the time with 8 x 16 tiles as with
+    6 x 16. Two-vector panels stay at 6: 8 x 32 tiles (16 accumulators), though LLVM kept
+    them in registers with no spills, ran its 8-column convolutions 2.6x the time of 4 x 32
+    and 7 x 32 4.6x."""
+    top = ONE_VECTOR_TILE_ROWS if nr == lanes >= 16 else gemm_rows(lanes, nr)
     computed = {mr: -(-m // mr) * mr for mr in range(min(4, top), top + 1)}
     best = min(computed, key=lambda mr: (computed[mr], -mr))
-    return best if computed[best] <= 0.8 * computed[top] else top
+    return best if computed[best] <= 0.85 * computed[top] else top
 
 
 def _affine(var: str, scale: int, offset: int) -> str:
@@ -82,6 +93,7 @@ def _conv2d(kernel: Kernel, graph) -> None:
         # (resnet_tiny's strided 16 -> 32 convolution: 1.3 ms against 2.5)
         ctx.in_place = graph.type(conv.inputs[0]).shape[-1] < IN_PLACE_MAX_CHANNELS
         out_w, cout = graph.type(conv.output).shape[-2:]
+        ctx.cin = graph.type(conv.inputs[0]).shape[-1]
         ctx.nr = conv_panel(cout)
         ctx.mr = _tile_rows(out_w, ctx.lanes, ctx.nr)
         patches = ("copies the zero-padded input rows under an output row and multiplies the "
