@@ -85,6 +85,7 @@ def _affine(var: str, scale: int, offset: int) -> str:
 def _conv2d(kernel: Kernel, graph) -> None:
     ctx = kernel.context
     conv = kernel.group.anchor
+    ctx.cout = graph.type(conv.output).shape[-1]
     if ctx.packed:
         ctx.schedule = "gemm"
         # few input channels: the patches read in place from the zero-padded input rows
@@ -220,6 +221,7 @@ def _conv2d_grad_weight(kernel: Kernel, graph) -> None:
 
 def _pool2d(kernel: Kernel, graph) -> None:
     ctx = kernel.context
+    ctx.channels = graph.type(kernel.group.anchor.output).shape[-1]
     ctx.loops = ["Parallel over (n, output row); " + (
         "windows clipped to the input." if ctx.padded else
         "the window taps unrolled." if ctx.kh * ctx.kw <= 16 else "windows inside the input.")]
