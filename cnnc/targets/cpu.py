@@ -29,6 +29,7 @@ ONE_VECTOR_TILE_ROWS = 8
 # The `window` schedule keeps the input patch under a pooling window, the kernel's taps
 # and the window's convolution outputs in vector registers: at most this many of them.
 WINDOW_REGISTERS = 32
+CHUNKS = 16       # fixed chunk count of deterministic reductions (any thread count)
 
 
 def _window_fits(ctx) -> bool:
@@ -56,7 +57,6 @@ def _block_fits(ctx, out_h: int, out_w: int) -> bool:
             ctx.block, ctx.patch_h, ctx.patch_w = (bh, bw), patch_h, patch_w
             return True
     return False
-CHUNKS = 16       # fixed chunk count of deterministic reductions (any thread count)
 
 
 def _tile_rows(m: int, lanes: int, nr: int) -> int:
@@ -85,17 +85,16 @@ def _affine(var: str, scale: int, offset: int) -> str:
 def _conv2d(kernel: Kernel, graph) -> None:
     ctx = kernel.context
     conv = kernel.group.anchor
-    ctx.cout = graph.type(conv.output).shape[-1]
+    out_h, out_w, ctx.cout = graph.type(conv.output).shape[-3:]
+    ctx.cin = graph.type(conv.inputs[0]).shape[-1]
     if ctx.packed:
         ctx.schedule = "gemm"
         # few input channels: the patches read in place from the zero-padded input rows
         # under the output row (resnet_tiny's first convolution, 3 channels: 0.52x the
         # time of gathering them); from 16 channels on, gathered patches ran faster
         # (resnet_tiny's strided 16 -> 32 convolution: 1.3 ms against 2.5)
-        ctx.in_place = graph.type(conv.inputs[0]).shape[-1] < IN_PLACE_MAX_CHANNELS
-        out_w, cout = graph.type(conv.output).shape[-2:]
-        ctx.cin = graph.type(conv.inputs[0]).shape[-1]
-        ctx.nr = conv_panel(cout)
+        ctx.in_place = ctx.cin < IN_PLACE_MAX_CHANNELS
+        ctx.nr = conv_panel(ctx.cout)
         ctx.mr = _tile_rows(out_w, ctx.lanes, ctx.nr)
         patches = ("copies the zero-padded input rows under an output row and multiplies the "
                    "patches in them" if ctx.in_place else
@@ -103,7 +102,7 @@ def _conv2d(kernel: Kernel, graph) -> None:
         how = (f"Each thread {patches} with the packed kernel, a GEMM with register tiles of "
                f"{ctx.mr} columns x {ctx.nr} channels (the sums stay in vector registers for "
                f"the whole tap loop).")
-    elif graph.type(conv.output).shape[-1] >= TAPS_MIN_CHANNELS and _window_fits(ctx):
+    elif ctx.cout >= TAPS_MIN_CHANNELS and _window_fits(ctx):
         ctx.schedule = "window"
         p = ctx.pool
         ctx.by_column = True
@@ -114,8 +113,8 @@ def _conv2d(kernel: Kernel, graph) -> None:
             f"vectorized over output channels; they go through the epilogue and are pooled "
             f"in registers: the convolution output is never written."]
         return
-    elif graph.type(conv.output).shape[-1] >= TAPS_MIN_CHANNELS and ctx.pool is None and \
-            _block_fits(ctx, *graph.type(conv.output).shape[:2]):
+    elif ctx.cout >= TAPS_MIN_CHANNELS and ctx.pool is None and \
+            _block_fits(ctx, out_h, out_w):
         ctx.schedule = "block"
         bh, bw = ctx.block
         ctx.by_column = True
@@ -125,7 +124,7 @@ def _conv2d(kernel: Kernel, graph) -> None:
             f"patch under it times the kernel's {ctx.kh * ctx.kw} taps, vectorized over "
             f"output channels, through the epilogue into y (written once)."]
         return
-    elif graph.type(conv.output).shape[-1] >= TAPS_MIN_CHANNELS:
+    elif ctx.cout >= TAPS_MIN_CHANNELS:
         ctx.schedule = "taps"
         ctx.tap_col = lambda s: _affine("ow", ctx.sw, s * ctx.dw)
         terms = [f"x{r}_{s} * wk[{r * ctx.kw + s}, co]"
