@@ -182,6 +182,10 @@ def _pool2d_grad(kernel: Kernel, graph: Graph) -> None:
     _window(ctx, node)
     ctx.mode = ops.get(node.op).template_args["mode"]
     ctx.gather = ops.get(node.op).window.tiles(node.attrs)   # each dx position written once
+    # rows of dx below the last row of windows (heights are static; a loop over none
+    # would still be a parallel loop for Numba to compile)
+    h, out_h = graph.type(node.output).shape[0], graph.type(node.inputs[0]).shape[0]
+    ctx.tail_rows = h - min(h, out_h * ctx.sh)
 
 
 def _global_pool2d_grad(kernel: Kernel, graph: Graph) -> None:

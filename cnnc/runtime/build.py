@@ -8,18 +8,23 @@ kernel_store.py), so the cores compile different kernels at once, each process w
 the machine code of its share to Numba's cache (written atomically) and this process
 then loading all of it.
 
-A process compiles its share by running the module's own entry points -- forward,
-train_step, evaluate -- on a batch of two zero samples, with every kernel outside its
-share replaced by a function that does nothing: a kernel's argument types do not depend
-on the values its inputs hold, so each kernel compiles exactly as training will call it.
+Which argument types each kernel is called with comes from running the module's own
+entry points -- forward, train_step, evaluate -- on a batch of two zero samples with every
+kernel replaced by a function that records them (a kernel's argument types do not depend
+on the values its inputs hold, so each kernel compiles exactly as training will call it).
+The processes then take kernels from one list, largest first, each claiming the next
+unclaimed one (a file created exclusively in a folder they share) as it becomes free:
+the compile ends within about one kernel of the ideal, whatever the kernels' sizes.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 import warnings
 from contextlib import contextmanager
@@ -39,10 +44,6 @@ def cold_kernels(module) -> list[str]:
     """The module's kernels with no machine code in Numba's cache yet."""
     index = getattr(module, "_cnnc_kernel_files", {})
     return [name for name, path in index.items() if not _numba_files(Path(path))]
-
-
-def _skip(*args):
-    """A kernel outside this process's share: not run, not compiled."""
 
 
 def kernel_names(module) -> list[str]:
@@ -73,22 +74,24 @@ def _kernels_replaced(module, replace):
             setattr(module, name, kernel)
 
 
-def dry_run(module, only=None, done=None, train: bool = True) -> None:
+def dry_run(module, done=None, train: bool = True) -> None:
     """Run the module's entry points (forward; with `train`, train_step and evaluate
-    too) on BATCH zero samples, so that Numba compiles (or loads) their kernels; with
-    `only`, the other kernels are skipped. `done(name)` is called as each kernel of the
-    share has compiled."""
+    too) on BATCH zero samples, so that Numba compiles (or loads) their kernels;
+    `done(name)` is called as each kernel has compiled."""
     def replace(name, kernel):
-        if only is not None and name not in only:
-            return _skip
         return _reporting(module, name, kernel, done) if done is not None else None
 
-    # a skipped kernel leaves its output as it was allocated: what follows computes on
-    # arbitrary numbers, whose overflows mean nothing here
-    with _kernels_replaced(module, replace), np.errstate(all="ignore"), \
-            warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with _kernels_replaced(module, replace), _quiet():
         _entry_points(module, train)
+
+
+@contextmanager
+def _quiet():
+    """No warnings, no floating-point errors: runs with kernels that do nothing leave
+    outputs as they were allocated, and what follows computes on arbitrary numbers."""
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
 
 
 def _entry_points(module, train: bool) -> None:
@@ -105,11 +108,7 @@ def _entry_points(module, train: bool) -> None:
 def used_kernels(module, train: bool) -> list[str]:
     """The kernels the entry points call (forward alone, or with `train` the training
     step's too), found by running them with every kernel replaced: nothing compiles."""
-    called: dict[str, None] = {}
-    with _kernels_replaced(module, lambda name, kernel:
-                           lambda *args: called.setdefault(name)):
-        _entry_points(module, train)
-    return list(called)
+    return list(signatures(module, train))
 
 
 def _reporting(module, name, kernel, done):
@@ -122,16 +121,44 @@ def _reporting(module, name, kernel, done):
     return first_call
 
 
-def shares(names: list[str], sizes: dict[str, int], count: int) -> list[list[str]]:
-    """`names` in `count` shares of about equal work (source size stands for compile
-    time), largest first; deterministic."""
-    parts: list[list[str]] = [[] for _ in range(count)]
-    load = [0] * count
-    for name in sorted(names, key=lambda n: (-sizes.get(n, 0), n)):
-        i = load.index(min(load))
-        parts[i].append(name)
-        load[i] += sizes.get(name, 1)
-    return [p for p in parts if p]
+def signatures(module, train: bool) -> dict[str, list[tuple]]:
+    """The argument types of each kernel's calls in the entry points (forward alone, or
+    with `train` the training step's too), found by running them with every kernel
+    replaced by a recorder: nothing compiles."""
+    from numba import typeof
+    found: dict[str, list[tuple]] = {}
+
+    def recorder(name, kernel):
+        def record(*args):
+            sig = tuple(typeof(a) for a in args)
+            if sig not in found.setdefault(name, []):
+                found[name].append(sig)
+        return record
+
+    with _kernels_replaced(module, recorder), _quiet():
+        _entry_points(module, train)
+    return found
+
+
+def largest_first(names: list[str], sizes: dict[str, int]) -> list[str]:
+    """The order the processes claim kernels in: by source size (which stands for
+    compile time), largest first, then by name; deterministic."""
+    return sorted(names, key=lambda n: (-sizes.get(n, 0), n))
+
+
+def compile_claimed(module, order: list[str], claims: Path, train: bool, done) -> None:
+    """Compile, in `order`, each kernel of the module this process claims first (its
+    file created in `claims`); `done(name)` after each one."""
+    sigs = signatures(module, train)
+    for name in order:
+        try:
+            os.close(os.open(claims / name, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            continue                  # another process has it
+        kernel = getattr(module, name)
+        for sig in sigs.get(name, ()):
+            kernel.compile(sig)       # into Numba's cache
+        done(name)
 
 
 def build(model, progress: bool = False, jobs: int | None = None, train: bool = True) -> int:
@@ -168,19 +195,27 @@ def _build(model, module, cold: list[str], jobs: int | None, tick, train: bool) 
     jobs = max(1, min(jobs or cores(), len(cold)))
     if jobs > 1:
         files = module._cnnc_kernel_files
-        sizes = {n: Path(files[n]).stat().st_size for n in cold}
-        mine, *others = shares(cold, sizes, jobs)
-        workers = [_start(model, share, train) for share in others]
-        readers = [threading.Thread(target=_follow, args=(proc, tick), daemon=True)
-                   for proc in workers]
-        for reader in readers:
-            reader.start()
-        dry_run(module, only=set(mine), done=tick, train=train)
-        for proc, reader in zip(workers, readers):
-            proc.wait()
-            reader.join()
-    # everything, compiled here (one job, or a worker's share if it failed) or loaded
+        order = largest_first(cold, {n: Path(files[n]).stat().st_size for n in cold})
+        with tempfile.TemporaryDirectory(prefix="cnnc-claims-") as claims:
+            spec = {"module": str(model.module_path), "name": module.__name__,
+                    "order": order, "claims": claims, "train": train}
+            _shared(module, spec, jobs, tick)
+    # everything, compiled here (one job, or what a failed worker had claimed) or loaded
     dry_run(module, done=tick if jobs == 1 else None, train=train)
+
+
+def _shared(module, spec: dict, jobs: int, tick) -> None:
+    """Compile the kernels of spec["order"] here and in jobs - 1 workers, each process
+    claiming the next kernel as it becomes free."""
+    workers = [_spawn(spec) for _ in range(jobs - 1)]
+    readers = [threading.Thread(target=_follow, args=(proc, tick), daemon=True)
+               for proc in workers]
+    for reader in readers:
+        reader.start()
+    compile_claimed(module, spec["order"], Path(spec["claims"]), spec["train"], tick)
+    for proc, reader in zip(workers, readers):
+        proc.wait()
+        reader.join()
 
 
 def build_file(path, train: bool = True, progress: bool = False,
@@ -204,22 +239,13 @@ def build_file(path, train: bool = True, progress: bool = False,
 
     try:
         jobs = max(1, min(jobs or cores(), len(names)))
-        mine, *others = shares(names, {}, jobs)
-        spec = {"file": str(Path(path).resolve()), "train": train}
-        workers = [_spawn(dict(spec, share=share)) for share in others]
-        readers = [threading.Thread(target=_follow, args=(proc, tick), daemon=True)
-                   for proc in workers]
-        for reader in readers:
-            reader.start()
-        dry_run(module, only=set(mine), done=tick, train=train)
-        failed = []
-        for proc, reader, share in zip(workers, readers, others):
-            proc.wait()
-            reader.join()
-            if proc.returncode:
-                failed += share
-        if failed:                     # compiled here instead
-            dry_run(module, only=set(failed), done=tick, train=train)
+        sizes = {n: len(inspect.getsource(getattr(module, n).py_func)) for n in names}
+        with tempfile.TemporaryDirectory(prefix="cnnc-claims-") as claims:
+            spec = {"file": str(Path(path).resolve()), "train": train,
+                    "order": largest_first(names, sizes), "claims": claims}
+            _shared(module, spec, jobs, tick)
+        # what a failed worker had claimed, compiled here (the rest is loaded)
+        dry_run(module, train=train)
     finally:
         if bar is not None:
             bar.close()
@@ -268,14 +294,9 @@ def _follow(proc, tick) -> None:
             tick(line.split()[1])
 
 
-def _start(model, share: list[str], train: bool = True):
-    """A process compiling `share` of the model's kernels (python -m cnnc.runtime.build);
-    its output says which kernels it compiled, one line each."""
-    return _spawn({"module": str(model.module_path), "name": model.module.__name__,
-                   "share": share, "train": train})
-
-
 def _spawn(spec: dict):
+    """A process compiling the kernels it claims (python -m cnnc.runtime.build); its
+    output says which kernels it compiled, one line each."""
     env = dict(os.environ, NUMBA_NUM_THREADS="1")
     return subprocess.Popen([sys.executable, "-m", "cnnc.runtime.build", json.dumps(spec)],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
@@ -283,7 +304,7 @@ def _spawn(spec: dict):
 
 
 def _worker(spec: dict) -> int:
-    """In a worker process: load the module as the parent did, compile `share`."""
+    """In a worker process: load the module as the parent did, compile what it claims."""
     if "file" in spec:                        # a standalone module: Numba's defaults
         module = _import_file(Path(spec["file"]))
     else:
@@ -296,7 +317,7 @@ def _worker(spec: dict) -> int:
 
     def done(name):
         print(f"compiled {name}", flush=True)
-    dry_run(module, only=set(spec["share"]), done=done, train=spec["train"])
+    compile_claimed(module, spec["order"], Path(spec["claims"]), spec["train"], done)
     return 0
 
 

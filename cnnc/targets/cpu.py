@@ -30,6 +30,10 @@ ONE_VECTOR_TILE_ROWS = 8
 # and the window's convolution outputs in vector registers: at most this many of them.
 WINDOW_REGISTERS = 32
 CHUNKS = 16       # fixed chunk count of deterministic reductions (any thread count)
+# Additions up to which a weight gradient sums its chunks in one thread (a few
+# microseconds): each parallel loop is a function of its own that Numba compiles, about
+# half a second of a cold compile.
+SERIAL_SUM = 1 << 17
 
 
 def _window_fits(ctx) -> bool:
@@ -172,10 +176,10 @@ def _dense(kernel: Kernel, graph) -> None:
 def _dense_grad_weight(kernel: Kernel, graph) -> None:
     ctx = kernel.context
     ctx.mr, ctx.nr = gemm_rows(ctx.lanes), PANEL
-    packs = "to pack dy and sum its columns into db" if ctx.db else "to pack dy"
-    ctx.loops = [f"Parallel over panels of {PANEL} columns {packs}, then GEMM over the "
-                 f"batch with register tiles of {ctx.mr} inputs x {PANEL} outputs, parallel "
-                 f"over (panel, block of {ctx.mr} inputs); writes dw once."]
+    packs = "packs dy and sums its columns into db" if ctx.db else "packs dy"
+    ctx.loops = [f"Parallel over (panel, block of {ctx.mr} inputs) for a GEMM over the "
+                 f"batch with register tiles of {ctx.mr} inputs x {PANEL} outputs, once "
+                 f"one thread {packs}; writes dw once."]
 
 
 def _channel_panel(cout: int) -> int:
@@ -210,11 +214,13 @@ def _conv2d_grad_weight(kernel: Kernel, graph) -> None:
     ctx.mr = _weight_tile_rows(rows, ctx.lanes, ctx.nr)
     ctx.pad_sum, ctx.pad_w = ctx.pt + ctx.pb, ctx.pl + ctx.pr
     ctx.copy = ctx.padded or ctx.db is not None
+    ctx.serial_sum = rows * cout * CHUNKS <= SERIAL_SUM
     ctx.loops = [
-        f"Parallel over {CHUNKS} fixed chunks of the batch, then over taps for the ordered "
-        f"sum of the chunks. Per sample, a GEMM over its output positions with register "
-        f"tiles of {ctx.mr} taps x {ctx.nr} channels: the tile's sums stay in vector "
-        f"registers while the positions stream (a tap broadcast, a row of dy loaded)."
+        f"Parallel over {CHUNKS} fixed chunks of the batch, then "
+        + ("one thread" if ctx.serial_sum else "parallel over taps")
+        + " for the ordered sum of the chunks. Per sample, a GEMM over its output positions "
+        f"with register tiles of {ctx.mr} taps x {ctx.nr} channels: the tile's sums stay in "
+        f"vector registers while the positions stream (a tap broadcast, a row of dy loaded)."
         + (" db is the tap of an extra channel of ones." if ctx.db else "")]
 
 
@@ -319,9 +325,10 @@ class NumpyPrepare(Prepare):
         matrix = (int(np.prod(shape[:-1])), shape[-1])
         out_shape = tuple(graph.type(node.output).shape)
         view = f"{params}[{value!r}]" + (f".reshape{matrix}" if len(shape) != 2 else "")
+        transpose = bool(op.template_args.get("transpose"))
         return [f"# {node.op}: {op.doc}",
                 f"value = np.empty({out_shape}, dtype=DTYPE)",
-                f"{name}({view}, value)",
+                f"{name}({view}, value, {transpose})",
                 f"{params}[{node.output!r}] = value"]
 
 

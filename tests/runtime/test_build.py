@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import types
 
 from cnnc.runtime import build as B
 
@@ -55,10 +56,10 @@ for name, value in model.params.items():
 BROKEN = """
 import subprocess, sys, cnnc
 from cnnc.runtime import build as B
-def broken(model, share, train=True):
+def broken(spec):
     return subprocess.Popen([sys.executable, "-c", "import sys; sys.exit(1)"],
                             stdout=subprocess.PIPE, text=True)
-B._start = broken
+B._spawn = broken
 model = cnnc.compile(SOURCE)
 count = len(B.cold_kernels(model.module))
 assert model.build(jobs=2) == count
@@ -97,12 +98,29 @@ def test_a_failed_worker_leaves_its_share_to_this_process(tmp_path):
     run(BROKEN, tmp_path)
 
 
-def test_shares_are_balanced_and_deterministic():
+def test_kernels_are_claimed_largest_first_and_once(tmp_path, monkeypatch):
+    """Each process compiles the kernels it claims first, in the same largest-first
+    order, for every signature the entry points call them with: a kernel another
+    process claimed is left to it."""
     sizes = {"a": 9, "b": 5, "c": 4, "d": 3, "e": 1}
-    parts = B.shares(list(sizes), sizes, 2)
-    assert parts == [["a", "d"], ["b", "c", "e"]]
-    assert B.shares(list(sizes), sizes, 2) == parts
-    assert B.shares(["a"], sizes, 3) == [["a"]]
+    assert B.largest_first(["e", "c", "a", "d", "b"], sizes) == ["a", "b", "c", "d", "e"]
+    assert B.largest_first(["y", "x"], {}) == ["x", "y"]
+
+    class Kernel:
+        def __init__(self):
+            self.sigs = []
+
+        def compile(self, sig):
+            self.sigs.append(sig)
+
+    module = types.SimpleNamespace(a=Kernel(), b=Kernel())
+    monkeypatch.setattr(B, "signatures", lambda module, train: {
+        "a": [("f4",)], "b": [("f8",), ("i8",)]})
+    (tmp_path / "a").touch()                            # claimed by another process
+    done = []
+    B.compile_claimed(module, ["a", "b"], tmp_path, True, done.append)
+    assert done == ["b"] and module.a.sigs == [] and module.b.sigs == [("f8",), ("i8",)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b"]
 
 
 def test_compile_command_builds_the_kernels(tmp_path):

@@ -160,6 +160,6 @@ register(
           expr=(f"w if w.shape[0] % {PANEL} == 0 else "
                 f"np.pad(w, ((0, -w.shape[0] % {PANEL}), (0, 0)))",
                 f"value.reshape(-1, {PANEL}, value.shape[1]).transpose(0, 2, 1).copy()"),
-          prepare_template="pack_panels_t",
+          prepare_template="pack_panels", template_args={"transpose": True},
           doc=f"w.T as (in / {PANEL}, out, {PANEL}) panels, zero-padded (dx's GEMM)"),
 )
