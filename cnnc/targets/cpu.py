@@ -177,9 +177,9 @@ def _dense_grad_weight(kernel: Kernel, graph) -> None:
     ctx = kernel.context
     ctx.mr, ctx.nr = gemm_rows(ctx.lanes), PANEL
     packs = "packs dy and sums its columns into db" if ctx.db else "packs dy"
-    ctx.loops = [f"Parallel over (panel, block of {ctx.mr} inputs) for a GEMM over the "
-                 f"batch with register tiles of {ctx.mr} inputs x {PANEL} outputs, once "
-                 f"one thread {packs}; writes dw once."]
+    ctx.loops = [f"Parallel over blocks of {ctx.mr} inputs for a GEMM over the batch with "
+                 f"register tiles of {ctx.mr} inputs x {PANEL} outputs (every panel of a "
+                 f"block in turn), once one thread {packs}; writes dw once."]
 
 
 def _channel_panel(cout: int) -> int:
