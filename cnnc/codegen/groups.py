@@ -134,7 +134,7 @@ RESERVED = frozenset("""
     global_index p j0 jj cols n_panels n_blocks i0 dy_p stack_tile _stack_tile tile ow0
     inv x2 e v ch h0 w0 cols_in h_lo h_hi w_lo w_hi channels ZERO ONE FASTMATH PARALLEL np math
     prange njit g d a rest share wk dropout_keep mix32 mul32 config types cgutils intrinsic
-    element_hash _element_hash llvm_ir
+    element_hash _element_hash llvm_ir where here
     make_array populate_array ju sums oh0 ow0 c0 n_row_blocks hp wp cs rows_t offs bases dy4
     sample xs t0 rs dw2 half p0 p1 x3 rf col_step
     """.split()) | {f"x{r}{s}" for r in range(10) for s in range(10)} \

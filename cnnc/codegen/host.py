@@ -29,6 +29,7 @@ class Slot:
     name: str
     size: int                     # elements (per sample when batched)
     batched: bool = True
+    dtype: str = "float32"        # the values' (float32 but for the codes of pool maxima)
 
 
 @dataclass
@@ -142,9 +143,10 @@ def plan_host(graph: Graph, steps: list[Step], name: str, bindings: dict[str, st
                 if value in bindings or value in fresh:
                     continue
                 t = graph.type(value)
-                pool = [s for s in free if s.batched == t.batched]
+                pool = [s for s in free if s.batched == t.batched and s.dtype == t.dtype]
                 pool.sort(key=lambda s: (s.size < t.numel, abs(s.size - t.numel)))
-                slot = pool[0] if pool else Slot(slot_names("slot"), t.numel, t.batched)
+                slot = pool[0] if pool else Slot(slot_names("slot"), t.numel, t.batched,
+                                                  t.dtype)
                 if pool:
                     free.remove(slot)
                 else:
@@ -200,7 +202,8 @@ def plan_host(graph: Graph, steps: list[Step], name: str, bindings: dict[str, st
         for value, _, how in kernel.outputs:
             if value in fresh:
                 var[value] = names(value)
-                lines.append(f"{var[value]} = {target.alloc(full_shape(graph, value))}")
+                lines.append(f"{var[value]} = "
+                             f"{target.alloc(full_shape(graph, value), graph.type(value).dtype)}")
             args.append(view(var[value], graph, value, how, target, value not in per_call))
         layers = ", ".join(dict.fromkeys(m.layer for m in kernel.group.nodes))
         lines.append("# " + textwrap.shorten(layers, 88, placeholder=", ..."))
@@ -218,7 +221,8 @@ def plan_host(graph: Graph, steps: list[Step], name: str, bindings: dict[str, st
             head = ["("] + [f"    {line}" for line in unpack] + [f") = {workspace}(n)"]
         lines = head + lines
     allocations = [(slot.name, target.alloc(f"n * {slot.size}" if slot.batched
-                                            else str(slot.size))) for slot in slots]
+                                            else str(slot.size), slot.dtype))
+                   for slot in slots]
     host = HostFunction(name, workspace, lines, allocations, views, unpack)
     host.var = var
     return host

@@ -17,10 +17,12 @@ from types import SimpleNamespace
 
 from ..ir import ops
 from ..ir.graph import Graph
+from ..ir.ops.pool import CODE_POSITIVE
 from .exprs import f32, substitute
 from .groups import Chain, Group
 
 FLAT, ROWS, ASIS = "flat", "rows", "as-is"
+TITLE_WIDTH = 92                 # a kernel docstring's first line (it is indented 4)
 
 
 @dataclass
@@ -62,8 +64,13 @@ def _title(group: Group) -> str:
             continue
         parts.append(node.op + (f" {op.window.describe(node.attrs)}" if op.window else ""))
     layers = list(dict.fromkeys(n.layer for n in group.nodes))
-    return (" + ".join(parts) + f" (layer{'s' if len(layers) > 1 else ''} "
-            + ", ".join(layers) + ")")
+    named = f"(layer{'s' if len(layers) > 1 else ''} " + ", ".join(layers) + ")"
+    ops_text = " + ".join(parts)
+    if len(ops_text) + 1 + len(named) > TITLE_WIDTH:
+        # the ops shortened first, so that the layers keep their place in the line
+        ops_text = textwrap.shorten(ops_text, max(TITLE_WIDTH // 2, TITLE_WIDTH - 1 -
+                                                  len(named)), placeholder=" ...")
+    return textwrap.shorten(f"{ops_text} {named}", TITLE_WIDTH, placeholder="...)")
 
 
 def build(group: Group, graph: Graph, name: str, target) -> Kernel:
@@ -74,11 +81,12 @@ def build(group: Group, graph: Graph, name: str, target) -> Kernel:
         x=group.args.get(anchor.inputs[0]) if anchor is not None else None,
         y=group.out_name,
         pre=lambda start, full, channel, index=None: chain.render(
-            group.pre, anchor.output if anchor else None, start, full, channel, index),
+            group.pre, anchor.outputs[0] if anchor else None, start, full, channel, index),
         post=lambda start, full, channel, index=None: chain.render(
-            group.post, group.reducer.output if group.reducer else None, start, full,
+            group.post, group.reducer.outputs[0] if group.reducer else None, start, full,
             channel, index))
     ctx.needs_index = any("IDX" in (ops.get(n.op).expr or "") for n in group.nodes)
+    ctx.pre_needs_index = any("IDX" in (ops.get(n.op).expr or "") for n in group.pre)
     kernel = Kernel(name, group.template, group, ctx)
     BUILDERS[group.template](kernel, graph)
     target.extend(kernel, graph)
@@ -93,7 +101,6 @@ def build(group: Group, graph: Graph, name: str, target) -> Kernel:
                   if group.output else "")
     ctx.doc = _describe(graph, kernel) + [""] + [
         line for text in ctx.loops for line in textwrap.wrap(text, 88)]
-    ctx.title = textwrap.shorten(ctx.title, 92, placeholder="...)")
     return kernel
 
 
@@ -124,7 +131,13 @@ def _conv2d(kernel: Kernel, graph: Graph) -> None:
         (p.kh, p.kw), (p.sh, p.sw), _ = ops.get(pool.op).window.geometry(pool.attrs)
         p.pt, _, p.pl, _ = pool.attrs["pads"]
         p.exact = not any(pool.attrs["pads"])     # every window inside the conv output
+        # maxpool2d_code: the codes of the maxima, a second output (ir/ops/pool.py)
+        p.code = bool(ops.get(pool.op).template_args.get("code"))
+        p.code_positive = CODE_POSITIVE
         ctx.pool = p
+        if p.code:
+            kernel.outputs = [(group.output, group.out_name, ASIS),
+                              (pool.outputs[1], "code", ASIS)]
 
 
 def _dense(kernel: Kernel, graph: Graph) -> None:
@@ -134,8 +147,15 @@ def _dense(kernel: Kernel, graph: Graph) -> None:
 
 def _pool2d(kernel: Kernel, graph: Graph) -> None:
     ctx = kernel.context
-    _window(ctx, kernel.group.anchor)
-    ctx.mode = ops.get(kernel.group.anchor.op).template_args["mode"]
+    anchor = kernel.group.anchor
+    _window(ctx, anchor)
+    ctx.mode = ops.get(anchor.op).template_args["mode"]
+    # maxpool2d_code: a second output, the codes of the maxima (ir/ops/pool.py)
+    ctx.code = "code" if ops.get(anchor.op).template_args.get("code") else None
+    ctx.code_positive = CODE_POSITIVE
+    if ctx.code:
+        kernel.outputs = [(kernel.group.output, kernel.group.out_name, ASIS),
+                          (anchor.outputs[1], "code", ASIS)]
 
 
 def _global_pool2d(kernel: Kernel, graph: Graph) -> None:
@@ -182,6 +202,10 @@ def _pool2d_grad(kernel: Kernel, graph: Graph) -> None:
     _window(ctx, node)
     ctx.mode = ops.get(node.op).template_args["mode"]
     ctx.gather = ops.get(node.op).window.tiles(node.attrs)   # each dx position written once
+    # maxpool2d_grad_code: the maxima from their codes, a relu gradient maybe folded in
+    ctx.code = bool(ops.get(node.op).template_args.get("code"))
+    ctx.code_positive = CODE_POSITIVE
+    ctx.relu = bool(node.attrs.get("relu", False))
     # rows of dx below the last row of windows (heights are static; a loop over none
     # would still be a parallel loop for Numba to compile)
     h, out_h = graph.type(node.output).shape[0], graph.type(node.inputs[0]).shape[0]

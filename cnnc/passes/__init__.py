@@ -14,7 +14,8 @@ The inference pipeline, top to bottom:
 6. fuse                kernel groups formed by op category (rules: epilogue, pool, row,
                        elementwise; on training graphs also updates)
 
-The training pipeline runs fuse_loss, pack_kernels, sink_views and fuse on the training
+The training pipeline runs pool_codes (max pooling saves the codes of its maxima for its
+gradient, on the CPU), fuse_loss, pack_kernels, sink_views and fuse on the training
 graph.
 
 Each pass is a module with `run(graph, ctx) -> graph` and a docstring stating its rule.
@@ -33,7 +34,8 @@ from dataclasses import dataclass, field
 
 from ..errors import CnncError, Diagnostic, did_you_mean
 from ..ir.graph import Graph, Node
-from . import fold_batchnorm, fuse, fuse_loss, pack_kernels, simplify_inference, sink_views
+from . import (fold_batchnorm, fuse, fuse_loss, pack_kernels, pool_codes,
+               simplify_inference, sink_views)
 from .options import ALL, Fusion
 from .verify import verify
 
@@ -46,6 +48,7 @@ INFERENCE_PIPELINE = (
     ("fuse", fuse.run),
 )
 TRAINING_PIPELINE = (
+    ("pool_codes", pool_codes.run),
     ("fuse_loss", fuse_loss.run),
     ("pack_kernels", pack_kernels.run),
     ("sink_views", sink_views.run),

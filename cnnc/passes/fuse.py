@@ -58,7 +58,9 @@ class Group:
 
     @property
     def output(self) -> str:
-        return self.members[-1].output
+        """The value the group's chain ends with (a member's other outputs -- the codes of
+        maxpool2d_code -- leave the kernel beside it)."""
+        return self.members[-1].outputs[0]
 
 
 # The most nodes between a value read twice and the node its paths rejoin at that the
@@ -101,7 +103,7 @@ def legal(graph: Graph, group: Group, node: Node) -> str | None:
     if rule_for(group, node) in REDUCTION_RULES.values() and group.reducer is not None:
         return "one reduction per kernel"
     if group.reducer is not None and _chainable(node):
-        internal = {m.output for m in group.members}
+        internal = {m.outputs[0] for m in group.members}
         for value in node.inputs:
             if value in internal and value != group.output:
                 return f"reads '{value}' from before the reduction"
@@ -307,14 +309,15 @@ def _fuse_updates(graph: Graph, ctx) -> Graph:
 
 
 def _fused_node(graph: Graph, group: Group) -> Node:
-    internal = {m.output for m in group.members}
+    internal = {v for m in group.members for v in m.outputs}
     inputs: list[str] = []
     for member in group.members:
         for value in member.inputs:
             if value not in internal and value not in inputs:
                 inputs.append(value)
     first = group.anchor or group.members[0]
-    return Node(first.name + "+", "fused", tuple(inputs), (group.output,), Attrs(),
+    side = tuple(v for m in group.members for v in m.outputs[1:])
+    return Node(first.name + "+", "fused", tuple(inputs), (group.output,) + side, Attrs(),
                 first.layer, first.loc, body=tuple(group.members),
                 rule="+".join(group.rules))
 

@@ -79,5 +79,9 @@ def _verify_body(graph: Graph, node, where: str) -> None:
         if internal & set(external):
             raise VerifyError(f"{node.name}: a sibling reads another's output{where}")
         return
-    if node.body[-1].output != node.output:
+    if node.body[-1].outputs[0] != node.outputs[0]:
         raise VerifyError(f"{node.name}: output is not the body's last value{where}")
+    side = tuple(v for member in node.body for v in member.outputs[1:])
+    if node.outputs[1:] != side:
+        raise VerifyError(f"{node.name}: outputs {node.outputs} but the body's other "
+                          f"outputs are {side}{where}")

@@ -187,6 +187,8 @@ def render(exp: Explanation, source_lines: list[str]) -> str:
         for r in exp.refusals:
             into = f" into the group of '{r['group']}'" if r["group"] else ""
             out.append(f"    {r['rule']}: '{r['node']}'{into}: {r['reason']}")
+    if exp.notes:
+        out += ["", "passes:"] + [f"    {note}" for note in exp.notes]
     out += ["", f"kernels: {exp.kernels_before} -> {exp.kernels_after}; intermediate bytes "
                 f"written per sample: {_size(exp.intermediate_before)} -> "
                 f"{_size(exp.intermediate_after)} ({exp.reduction:.1%} less)"]

@@ -55,8 +55,9 @@ class Target:
     def extend(self, kernel, graph) -> None:
         """Add what this target's templates read to `kernel.context`."""
 
-    def alloc(self, shape: str) -> str:
-        """A host expression making a new array of `shape` (a tuple expression)."""
+    def alloc(self, shape: str, dtype: str = "float32") -> str:
+        """A host expression making a new array of `shape` (a tuple expression): of the
+        module's float type, or of `dtype` when that is another (uint8 codes)."""
         raise NotImplementedError
 
     def view(self, expr: str, shape: str, remembered: bool) -> str:

@@ -226,7 +226,7 @@ def _conv2d_grad_weight(kernel: Kernel, graph) -> None:
 
 def _pool2d(kernel: Kernel, graph) -> None:
     ctx = kernel.context
-    ctx.channels = graph.type(kernel.group.anchor.output).shape[-1]
+    ctx.channels = graph.type(kernel.group.anchor.outputs[0]).shape[-1]
     ctx.loops = ["Parallel over (n, output row); " + (
         "windows clipped to the input." if ctx.padded else
         "the window taps unrolled." if ctx.kh * ctx.kw <= 16 else "windows inside the input.")]
@@ -356,8 +356,9 @@ class CpuTarget(Target):
         kernel.context.lanes = self.vector_bits // 32
         EXTENSIONS[kernel.template](kernel, graph)
 
-    def alloc(self, shape: str) -> str:
-        return f"np.empty({shape}, dtype=DTYPE)"
+    def alloc(self, shape: str, dtype: str = "float32") -> str:
+        kind = "DTYPE" if dtype == "float32" else f"np.{dtype}"
+        return f"np.empty({shape}, dtype={kind})"
 
     def host_number(self, var: str) -> str:
         return f"{var}[0]"

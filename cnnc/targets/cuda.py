@@ -82,8 +82,9 @@ class CudaTarget(Target):
     def extend(self, kernel, graph) -> None:
         cuda_tiles.extend(kernel, graph)
 
-    def alloc(self, shape: str) -> str:
-        return f"cuda.device_array({shape}, dtype=DTYPE)"
+    def alloc(self, shape: str, dtype: str = "float32") -> str:
+        kind = "DTYPE" if dtype == "float32" else f"np.{dtype}"
+        return f"cuda.device_array({shape}, dtype={kind})"
 
     def view(self, expr: str, shape: str, remembered: bool) -> str:
         # A device array view takes microseconds of Python to make: the module's view()

@@ -48,6 +48,7 @@ NOT_EXPORTED = {
     "activation": "the DSL layer: lowered to the op its fn names",
     "batchnorm_train": "training graphs only",
     "dropout_train": "training graphs only",
+    "maxpool2d_code": "training graphs only (pool_codes)",
     "reshape": "the gradient of flatten: training graphs only",
 }
 

@@ -102,6 +102,33 @@ for _mode, _name, _keras in (("max", "maxpool2d", "max_pooling2d"),
               flops=lambda a, i, o: o.numel, template="pool2d_grad", epilogue=_grad_epilogue,
               template_args={"mode": _mode}, doc=f"dx of {_name}"))
 
+# Max pooling in a training step on the CPU (passes/pool_codes.py): the forward kernel
+# also writes, per output element, a byte locating the window's maximum, which the
+# gradient reads instead of the pooling's input. Bit 7 of the byte: the maximum is above
+# zero (a relu gradient reading the same input keeps the gradient there); bits 0-6: the
+# maximum's index in the window, row-major (the first one, as maxpool2d_grad finds it).
+CODE_POSITIVE = 128
+CODE_WINDOW_LIMIT = 127          # windows of at most this many positions get codes
+
+
+def _code_grad_infer(attrs, ins):
+    return TensorType(tuple(attrs["in_shape"]))
+
+
+register(
+    OpDef("maxpool2d_code", REDUCTION, _infer, flops=_window_flops, attrs=_POOL_ATTRS,
+          template="pool2d", window=POOL_WINDOW, template_args={"mode": "max", "code": True},
+          reduction=WINDOW,
+          tag="maxpool",
+          doc="max pooling over tiling windows that also outputs, per output element, the "
+              "code of its window's maximum (uint8: position, and whether above zero)"),
+    OpDef("maxpool2d_grad_code", INJECTIVE, _code_grad_infer, inputs=("dy", "code"),
+          window=POOL_WINDOW, direction=BACKWARD, flops=lambda a, i, o: o.numel,
+          template="pool2d_grad", epilogue=_grad_epilogue,
+          template_args={"mode": "max", "code": True},
+          doc="dx of maxpool2d from the codes of maxpool2d_code (attr relu: a relu gradient "
+              "of the same input folded in)"))
+
 for _mode, _name, _keras in (("avg", "global_avgpool2d", "global_average_pooling2d"),
                              ("max", "global_maxpool2d", "global_max_pooling2d")):
     register(
