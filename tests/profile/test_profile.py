@@ -74,8 +74,10 @@ def one_thread():
     numba.set_num_threads(threads)
 
 
+# resnet_tiny's eleven short kernels miss the 10% when the suite's other worker
+# compiles beside them (CI: agreement 0.85 at a load average of 2.8): with --long.
 @pytest.mark.parametrize("name, batch", [
-    ("mnist_cnn", 128), ("resnet_tiny", 32),
+    ("mnist_cnn", 128), pytest.param("resnet_tiny", 32, marks=pytest.mark.long),
     pytest.param("lenet5", 128, marks=pytest.mark.long)])
 def test_kernel_times_add_up_to_the_uninstrumented_step(name, batch, one_thread):
     """Bookkeeping, not speed: every kernel of `explain` is timed, and the kernels'
