@@ -131,13 +131,18 @@ def _conv2d(kernel: Kernel, graph: Graph) -> None:
         (p.kh, p.kw), (p.sh, p.sw), _ = ops.get(pool.op).window.geometry(pool.attrs)
         p.pt, _, p.pl, _ = pool.attrs["pads"]
         p.exact = not any(pool.attrs["pads"])     # every window inside the conv output
-        # maxpool2d_code: the codes of the maxima, a second output (ir/ops/pool.py)
-        p.code = bool(ops.get(pool.op).template_args.get("code"))
-        p.code_positive = CODE_POSITIVE
+        p.code, p.code_positive = _code_output(kernel, pool), CODE_POSITIVE
         ctx.pool = p
-        if p.code:
-            kernel.outputs = [(group.output, group.out_name, ASIS),
-                              (pool.outputs[1], "code", ASIS)]
+
+
+def _code_output(kernel: Kernel, pool) -> bool:
+    """Whether `pool` writes the codes of its maxima (maxpool2d_code, ir/ops/pool.py):
+    then they are the kernel's second output, `code`."""
+    if not ops.get(pool.op).template_args.get("code"):
+        return False
+    kernel.outputs = [(kernel.group.output, kernel.group.out_name, ASIS),
+                      (pool.outputs[1], "code", ASIS)]
+    return True
 
 
 def _dense(kernel: Kernel, graph: Graph) -> None:
@@ -150,12 +155,7 @@ def _pool2d(kernel: Kernel, graph: Graph) -> None:
     anchor = kernel.group.anchor
     _window(ctx, anchor)
     ctx.mode = ops.get(anchor.op).template_args["mode"]
-    # maxpool2d_code: a second output, the codes of the maxima (ir/ops/pool.py)
-    ctx.code = "code" if ops.get(anchor.op).template_args.get("code") else None
-    ctx.code_positive = CODE_POSITIVE
-    if ctx.code:
-        kernel.outputs = [(kernel.group.output, kernel.group.out_name, ASIS),
-                          (anchor.outputs[1], "code", ASIS)]
+    ctx.code, ctx.code_positive = _code_output(kernel, anchor), CODE_POSITIVE
 
 
 def _global_pool2d(kernel: Kernel, graph: Graph) -> None:

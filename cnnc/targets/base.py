@@ -55,6 +55,12 @@ class Target:
     def extend(self, kernel, graph) -> None:
         """Add what this target's templates read to `kernel.context`."""
 
+    @staticmethod
+    def dtype_expr(dtype: str) -> str:
+        """The host expression of an array's dtype: the module's float type (DTYPE) for
+        float32 values, numpy's name for the others (the uint8 codes of pool maxima)."""
+        return "DTYPE" if dtype == "float32" else f"np.{dtype}"
+
     def alloc(self, shape: str, dtype: str = "float32") -> str:
         """A host expression making a new array of `shape` (a tuple expression): of the
         module's float type, or of `dtype` when that is another (uint8 codes)."""

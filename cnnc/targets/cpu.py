@@ -357,8 +357,7 @@ class CpuTarget(Target):
         EXTENSIONS[kernel.template](kernel, graph)
 
     def alloc(self, shape: str, dtype: str = "float32") -> str:
-        kind = "DTYPE" if dtype == "float32" else f"np.{dtype}"
-        return f"np.empty({shape}, dtype={kind})"
+        return f"np.empty({shape}, dtype={self.dtype_expr(dtype)})"
 
     def host_number(self, var: str) -> str:
         return f"{var}[0]"

@@ -83,8 +83,7 @@ class CudaTarget(Target):
         cuda_tiles.extend(kernel, graph)
 
     def alloc(self, shape: str, dtype: str = "float32") -> str:
-        kind = "DTYPE" if dtype == "float32" else f"np.{dtype}"
-        return f"cuda.device_array({shape}, dtype={kind})"
+        return f"cuda.device_array({shape}, dtype={self.dtype_expr(dtype)})"
 
     def view(self, expr: str, shape: str, remembered: bool) -> str:
         # A device array view takes microseconds of Python to make: the module's view()
