@@ -17,6 +17,7 @@ import cnnc
 from cnnc.runtime.fit import Position
 from cnnc.errors import CnncRuntimeError
 from conftest import ROOT, gpu_present
+from tools.simulator import SITE, env_with_quicker_simulator
 
 TINY = """
 model tiny {
@@ -186,6 +187,8 @@ def test_standalone_module_runs_without_cnnc(tmp_path):
     run = textwrap.dedent(f"""
         import runpy, site, sys
         site.addsitedir({str(site)!r})      # processes numba-cuda's .pth, as pip's site does
+        if {not gpu_present()!r}:               # the tests' quicker simulator
+            runpy.run_path({str(SITE.parent / "simulator.py")!r})["quicker_simulator"]()
         sys.argv = sys.argv[1:]
         if sys.argv[0] == "-c":
             exec(sys.argv[1])
@@ -214,8 +217,9 @@ def test_cli_trains_on_the_cuda_target(tmp_path):
     x, y = data(24, seed=9)
     np.savez(tmp_path / "tiny.npz", x_train=x[:16], y_train=y[:16], x_test=x[16:],
              y_test=y[16:])
+    env = env_with_quicker_simulator()
     result = subprocess.run([sys.executable, "-m", "cnnc", "train", "tiny.cnn", "--target",
-                             "cuda", "--quiet", "-o", "run"], cwd=tmp_path,
+                             "cuda", "--quiet", "-o", "run"], cwd=tmp_path, env=env,
                             capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr
     assert "Exception ignored" not in result.stderr, result.stderr       # quiet at exit too
@@ -226,7 +230,7 @@ def test_cli_trains_on_the_cuda_target(tmp_path):
     assert set(weights.files) == set(model.params)
     # Resuming from the last checkpoint: nothing left to do, the same weights.
     result = subprocess.run([sys.executable, "-m", "cnnc", "train", "tiny.cnn", "--target",
-                             "cuda", "--quiet", "--resume", "run"], cwd=tmp_path,
+                             "cuda", "--quiet", "--resume", "run"], cwd=tmp_path, env=env,
                             capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr
     again = np.load(tmp_path / "run" / "weights.npz")
