@@ -32,6 +32,9 @@ def quicker_simulator() -> None:
 
     from numba.cuda.simulator import kernelapi
 
+    if getattr(kernelapi, "_cnnc_tests_quicker", False):   # once per process (conftest and
+        return                                              # a sitecustomize may both ask)
+    kernelapi._cnnc_tests_quicker = True
     original = kernelapi.FakeCUDAShared.array
     lock = threading.Lock()
 
