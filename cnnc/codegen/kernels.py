@@ -77,7 +77,7 @@ def build(group: Group, graph: Graph, name: str, target) -> Kernel:
     chain = Chain(group, graph)
     anchor = group.anchor
     ctx = SimpleNamespace(
-        name=name, title=_title(group), loops=[],
+        name=name, title=_title(group), loops=[], code_positive=CODE_POSITIVE,
         x=group.args.get(anchor.inputs[0]) if anchor is not None else None,
         y=group.out_name,
         pre=lambda start, full, channel, index=None: chain.render(
@@ -131,7 +131,7 @@ def _conv2d(kernel: Kernel, graph: Graph) -> None:
         (p.kh, p.kw), (p.sh, p.sw), _ = ops.get(pool.op).window.geometry(pool.attrs)
         p.pt, _, p.pl, _ = pool.attrs["pads"]
         p.exact = not any(pool.attrs["pads"])     # every window inside the conv output
-        p.code, p.code_positive = _code_output(kernel, pool), CODE_POSITIVE
+        p.code = _code_output(kernel, pool)
         ctx.pool = p
 
 
@@ -155,7 +155,7 @@ def _pool2d(kernel: Kernel, graph: Graph) -> None:
     anchor = kernel.group.anchor
     _window(ctx, anchor)
     ctx.mode = ops.get(anchor.op).template_args["mode"]
-    ctx.code, ctx.code_positive = _code_output(kernel, anchor), CODE_POSITIVE
+    ctx.code = _code_output(kernel, anchor)
 
 
 def _global_pool2d(kernel: Kernel, graph: Graph) -> None:
@@ -204,7 +204,6 @@ def _pool2d_grad(kernel: Kernel, graph: Graph) -> None:
     ctx.gather = ops.get(node.op).window.tiles(node.attrs)   # each dx position written once
     # maxpool2d_grad_code: the maxima from their codes, a relu gradient maybe folded in
     ctx.code = bool(ops.get(node.op).template_args.get("code"))
-    ctx.code_positive = CODE_POSITIVE
     ctx.relu = bool(node.attrs.get("relu", False))
     # rows of dx below the last row of windows (heights are static; a loop over none
     # would still be a parallel loop for Numba to compile)
