@@ -3,8 +3,8 @@ every target) do not show -- pooling in the convolution's registers, split reduc
 folded batchnorm on the device, the same kernel groups as the CPU target.
 
 On a GPU when there is one, else in Numba's CUDA simulator (tests/conftest.py decides):
-the same tests either way. Shapes are small because the simulator runs one Python thread
-per GPU thread; tests/cuda/test_ptx.py compiles the kernels of the example models (the
+the same tests either way. Shapes are small because the simulator runs each GPU thread's
+code as Python (tests/tools/simulator.py); tests/cuda/test_ptx.py compiles the kernels of the example models (the
 large tile shapes) for real.
 """
 

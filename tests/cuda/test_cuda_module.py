@@ -146,7 +146,8 @@ def _site_without_cnnc(tmp_path):
     site.mkdir()
     roots = [p for p in sys.path if os.path.isdir(p)] + [sysconfig.get_paths()["purelib"]]
     wanted = ("numpy", "numpy.libs", "numba", "llvmlite", "numba_cuda", "packaging",
-              "_numba_cuda_redirector.py", "_numba_cuda_redirector.pth")
+              "_numba_cuda_redirector.py", "_numba_cuda_redirector.pth",
+              "greenlet")                   # the tests' simulator (tests/tools/simulator.py)
     for name in wanted:
         for root in roots:                  # a package folder, or the redirector's files
             if (os.path.isfile if name.endswith((".py", ".pth")) else os.path.isdir)(
@@ -156,7 +157,8 @@ def _site_without_cnnc(tmp_path):
     for root in roots:                      # versions are read from their metadata
         for entry in os.listdir(root):
             if entry.endswith(".dist-info") and entry.lower().startswith(
-                    ("numpy", "numba", "llvmlite", "cuda_", "nvidia_", "packaging")) \
+                    ("numpy", "numba", "llvmlite", "cuda_", "nvidia_", "packaging",
+                     "greenlet")) \
                     and not (site / entry).exists():
                 os.symlink(os.path.join(root, entry), site / entry)
     for namespace in ("cuda", "nvidia"):

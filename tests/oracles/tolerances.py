@@ -11,6 +11,6 @@ FINITE_DIFFERENCES = 1e-6   # float64 gradients against central differences (rel
 FLOAT64 = 1e-9    # float64 modules (the same kernels on float64 elements) against torch
 TARGETS = 1e-5    # the CUDA target against the CPU target on the same parameters
 
-# Batches each target runs a forward case at: the CUDA simulator runs one Python thread
-# per GPU thread, so its batches are small.
+# Batches each target runs a forward case at: the CUDA simulator runs every GPU thread's
+# code as Python (tests/tools/simulator.py), so its batches are small.
 BATCHES = {"cpu": (1, 7), "cuda": (1, 3)}

@@ -1,4 +1,4 @@
-"""Numba's CUDA simulator for the tests: faster, and safe to switch threads often.
+"""Numba's CUDA simulator for the tests: a block's threads as greenlets, not OS threads.
 
 The tests import `quicker_simulator` (tests/conftest.py); subprocesses that run the CUDA
 target in the simulator get it by putting SITE on PYTHONPATH, whose sitecustomize.py
@@ -15,44 +15,118 @@ SITE = Path(__file__).resolve().parent / "simulator_site"
 
 
 def quicker_simulator() -> None:
-    """Numba's CUDA simulator, made faster and safe to switch threads often.
+    """Run each simulated block's threads as greenlets, switched at the block's barriers.
 
-    Its block manager polls the simulated threads in a loop that holds the GIL until the
-    interpreter forces a switch (every 5 ms by default) while they wait for it: switching
-    every 0.1 ms ran two training steps of tests/cuda's model in 4.7 s instead of 13.5 s.
-    Finer switching interleaves the threads of a block more finely, which tests the
-    kernels' barriers harder, and it exposed a race in the simulator itself: a block's
-    threads find their shared arrays in a dict keyed by the calling line, created by the
-    first thread to look (get, then set, unlocked), so two threads could each create one
-    and compute on different "shared" memory. Shared arrays are created under a lock here,
-    with the simulator's key (the caller's file and line), found without its
-    traceback.extract_stack, which read the source of every frame on each call.
+    Numba's simulator starts one OS thread per CUDA thread and polls them, with the GIL
+    held, until all have reached a barrier: about 0.1 ms of thread start and GIL hand-off
+    per simulated thread, most of the CUDA tests' time. Here the block manager runs each
+    thread, in thread-index order, until it reaches `syncthreads` (or returns), then the
+    next; when every live thread waits at the barrier, all go on. That is the barrier's
+    meaning on a GPU, in one fixed interleaving, and a deterministic one: a kernel that
+    reads shared memory another thread has not yet written (a missing barrier) reads it
+    before the write in this order, every run, where OS threads caught it by chance.
+
+    Every use of `threading.current_thread()` in the simulator's kernel API (threadIdx,
+    blockIdx, laneid, the syncthreads family, the grid group's sync) asks this scheduler
+    for the simulated thread that is running instead.
     """
     import threading
+    import types
 
-    from numba.cuda.simulator import kernelapi
+    import greenlet
+    import numpy as np
+    from numba.cuda.simulator import kernel, kernelapi
 
     if getattr(kernelapi, "_cnnc_tests_quicker", False):   # once per process (conftest and
         return                                              # a sitecustomize may both ask)
     kernelapi._cnnc_tests_quicker = True
-    original = kernelapi.FakeCUDAShared.array
-    lock = threading.Lock()
+    running = [None]            # the simulated thread now running (one OS thread runs all)
 
-    def array(self, shape, dtype, alignment=None):
+    class SimulatedThread:
+        """One CUDA thread of a block: what kernelapi asks `current_thread()` for."""
+
+        def __init__(self, manager, block_idx, thread_idx, run):
+            self._manager = manager
+            self.blockIdx = kernelapi.Dim3(*block_idx)
+            self.threadIdx = kernelapi.Dim3(*thread_idx)
+            bx, by, _ = manager._block_dim
+            self.thread_id = self.threadIdx.x + bx * (self.threadIdx.y + by * self.threadIdx.z)
+            self.greenlet = greenlet.greenlet(run)
+
+        def syncthreads(self):
+            self.greenlet.parent.switch()        # back to the block manager until all wait
+
+        def _vote(self, value, reduce):
+            idx = self.threadIdx.x, self.threadIdx.y, self.threadIdx.z
+            self._manager.block_state[idx] = value
+            self.syncthreads()
+            result = reduce(self._manager.block_state)
+            self.syncthreads()
+            return result
+
+        def syncthreads_count(self, value):
+            return self._vote(value, np.count_nonzero)
+
+        def syncthreads_and(self, value):
+            return self._vote(value, lambda s: 1 if np.all(s) else 0)
+
+        def syncthreads_or(self, value):
+            return self._vote(value, lambda s: 1 if np.any(s) else 0)
+
+    class BlockManager:
+        """Runs one block: each live thread until its next barrier, round after round."""
+
+        def __init__(self, f, grid_dim, block_dim, debug):
+            self._f = f
+            self._block_dim = block_dim
+            self._debug = debug
+            self.block_state = np.zeros(block_dim, dtype=np.bool_)
+
+        def run(self, grid_point, *args):
+            def body():
+                if self._debug:
+                    np.seterr(divide="raise")
+                self._f(*args)
+
+            waiting = [SimulatedThread(self, grid_point, point, body)
+                       for point in np.ndindex(*self._block_dim)]
+            try:
+                while waiting:
+                    at_barrier = []
+                    for thread in waiting:
+                        running[0] = thread
+                        try:
+                            thread.greenlet.switch()
+                        except Exception as e:
+                            where = f"tid={list(thread.threadIdx)} ctaid={list(thread.blockIdx)}"
+                            raise type(e)(f"{where}: {e}" if str(e) else where) \
+                                .with_traceback(e.__traceback__) from None
+                        if not thread.greenlet.dead:
+                            at_barrier.append(thread)
+                    waiting = at_barrier
+            finally:
+                running[0] = None
+
+    def shared_array(self, shape, dtype, alignment=None):
+        """The simulator's shared array, found by its caller's file and line as before,
+        without its traceback.extract_stack (which read the source of every frame on each
+        call)."""
         if shape == 0 or alignment is not None:       # dynamic shared memory: no key
-            return original(self, shape, dtype, alignment)
+            return original_shared_array(self, shape, dtype, alignment)
         if isinstance(dtype, kernelapi.types.Type):
             dtype = kernelapi.numpy_support.as_dtype(dtype)
         caller = sys._getframe(1)
         key = (caller.f_code.co_filename, caller.f_lineno)
-        with lock:
-            found = self._allocations.get(key)
-            if found is None:
-                found = self._allocations[key] = kernelapi.np.empty(shape, dtype)
+        found = self._allocations.get(key)
+        if found is None:
+            found = self._allocations[key] = np.empty(shape, dtype)
         return found
 
-    kernelapi.FakeCUDAShared.array = array
-    sys.setswitchinterval(1e-4)
+    original_shared_array = kernelapi.FakeCUDAShared.array
+    kernelapi.FakeCUDAShared.array = shared_array
+    kernelapi.threading = types.SimpleNamespace(current_thread=lambda: running[0],
+                                                Lock=threading.Lock)
+    kernel.BlockManager = BlockManager
 
 
 def env_with_quicker_simulator(env: dict | None = None) -> dict:
