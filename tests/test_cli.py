@@ -96,3 +96,25 @@ def test_version_and_help():
     assert result.returncode == 0
     for command in ("check", "summary", "graph"):
         assert command in result.stdout
+
+
+def test_the_program_skips_the_final_collection_and_a_call_from_python_does_not(tmp_path):
+    """`cnnc` as a program freezes what is alive when its command is done (its shutdown
+    then skips collecting Numba's objects); exit handlers still run, and the command's
+    output is complete. main() called from Python leaves the caller's collector alone."""
+    import gc
+
+    from cnnc.cli import main
+    code = ("import atexit, gc, sys\n"
+            "atexit.register(lambda: print('frozen at exit:', gc.get_freeze_count() > 0))\n"
+            "from cnnc.cli import main\n"
+            "sys.argv = ['cnnc', 'summary', sys.argv[1]]\n"
+            "sys.exit(main())\n")
+    result = subprocess.run([sys.executable, "-c", code, str(EXAMPLES / "mnist_cnn.cnn")],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "Total params: 693,962" in result.stdout
+    assert result.stdout.rstrip().endswith("frozen at exit: True"), result.stdout
+    before = gc.get_freeze_count()
+    assert main(["check", str(EXAMPLES / "mnist_cnn.cnn")]) == 0
+    assert gc.get_freeze_count() == before

@@ -4,8 +4,8 @@ folded batchnorm on the device, the same kernel groups as the CPU target.
 
 On a GPU when there is one, else in Numba's CUDA simulator (tests/conftest.py decides):
 the same tests either way. Shapes are small because the simulator runs each GPU thread's
-code as Python (tests/tools/simulator.py); tests/cuda/test_ptx.py compiles the kernels of the example models (the
-large tile shapes) for real.
+code as Python (tests/tools/simulator.py); tests/cuda/test_ptx.py compiles the kernels of
+the example models (the large tile shapes) for real.
 """
 
 from __future__ import annotations
