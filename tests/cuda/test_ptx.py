@@ -2,7 +2,7 @@
 
 The simulator forgives what a GPU does not (negative indices wrap, host-only numpy calls
 run), so the kernels also go through the real compiler: numba-cuda's compile_ptx (Numba's
-typing and lowering, then NVVM) for compute capabilities 7.5 and 9.0 (8.0 too with --long),
+typing and lowering, then NVVM) for compute capability 9.0 (7.5 and 8.0 with --long),
 and the PTX through ptxas -arch=sm_90, the CUDA toolkit's assembler
 (tests/tools/ptx_check.py). Both run in a subprocess with Numba's real CUDA target, which
 needs no GPU to compile.
@@ -65,13 +65,16 @@ def check_example_kernels(tmp_path, ccs: list[str]) -> None:
 
 
 def test_every_example_kernel_compiles_and_assembles(tmp_path, ptxas):
-    """The oldest and the newest compute capability cnnc targets; 8.0 runs with --long."""
-    check_example_kernels(tmp_path, ["7.5", "9.0"])
+    """The newest compute capability cnnc targets, the one ptxas assembles for."""
+    check_example_kernels(tmp_path, ["9.0"])
 
 
 @pytest.mark.long
-def test_every_example_kernel_compiles_for_ampere(tmp_path, ptxas):
-    check_example_kernels(tmp_path, ["8.0"])
+def test_every_example_kernel_compiles_for_older_gpus(tmp_path, ptxas):
+    """The oldest compute capability cnnc targets (7.5) and Ampere's (8.0). Out of CI
+    (--long): each took as long as 9.0's check, the suite's longest test, and the kernels
+    use nothing that 7.5 lacks (float32 atomics, shared memory, barriers)."""
+    check_example_kernels(tmp_path, ["7.5", "8.0"])
 
 
 def test_cli_writes_ptx_and_explain_reports_resources(tmp_path, ptxas):

@@ -2,8 +2,10 @@
 independent torch.nn translation (tests/tools/differential.py states the checks --
 forward with fuse none and all, every gradient, one optimizer step -- and tolerances).
 
-* 200 seeded tiny models with the JIT disabled, in a subprocess: the generated kernels
-  run as Python, which checks the code generator's logic (about 80 seconds);
+* 120 seeded tiny models with the JIT disabled, in a subprocess: the generated kernels
+  run as Python, which checks the code generator's logic (about 35 seconds; the first 31
+  seeds already use every entry of the catalogue below, its rarest entries occur in 2 or
+  more of the 120);
 * one of them compiled by Numba with fuse="all", the kernels as users run them,
   parallel loops included (about 35 seconds, nearly all of it Numba compiling the
   kernels: more compiled models would not fit the CI budget; the op grids and the
@@ -29,7 +31,7 @@ from tools import differential
 
 import cnnc
 
-CI_MODELS = 200
+CI_MODELS = 120
 # Compiled with the JIT: a small model on the common path (dilated conv2d with same
 # padding, dropout after flatten, dense, softmax absorbed by the sparse cross-entropy,
 # sgd with momentum).
@@ -97,7 +99,7 @@ def test_ci_set_covers_the_catalogue():
     assert wanted <= seen, sorted(wanted - seen)
 
 
-def test_200_models_without_jit(tmp_path):
+def test_120_models_without_jit(tmp_path):
     records = run_without_jit(tmp_path, 0, CI_MODELS)
     assert {r["loss"] for r in records} == {"categorical_crossentropy", "mse",
                                             "sparse_categorical_crossentropy",
