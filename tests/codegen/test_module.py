@@ -131,24 +131,25 @@ def test_header_documents_the_module():
 
 def test_kernels_are_float32_only(tmp_path):
     """No silent float64: the LLVM IR of every kernel has no double arithmetic."""
+    from cnnc.runtime.build import signatures
     model = cnnc.compile(EXAMPLES / "lenet5.cnn", fuse="none")
-    model.predict(np.zeros((2, 32, 32, 1), np.float32))
+    # the argument types of each inference kernel's calls in predict (numba.typeof of the
+    # arrays the host code passes; the build step compiles exactly these)
+    called = signatures(model.module, train=False)
     names = list(lower(EXAMPLES / "lenet5.cnn", fuse="none").generate().kernels)
-    assert len(names) >= 6
-    for name in names:
-        if not getattr(model.module, name).signatures:
-            continue                        # a training kernel: never called here
-        dispatcher = getattr(model.module, name)
-        assert dispatcher.signatures, name
-        for sig in dispatcher.signatures:
+    assert len(names) >= 6 and len(called) >= 6
+    assert set(called) <= set(names)
+    for name, sigs in called.items():
+        for sig in sigs:
             assert all("float64" not in str(t) for t in sig), (name, sig)
             assert all(getattr(t, "layout", "C") == "C" for t in sig), (name, sig)
-        # Numba shows no LLVM IR for code loaded from its cache (the build step compiles
-        # in other processes): compile the kernel once more here, uncached, to read it
+        # compiled here, uncached, to read its LLVM IR (Numba shows none for a kernel
+        # loaded from its cache)
+        dispatcher = getattr(model.module, name)
         options = {k: v for k, v in dispatcher.targetoptions.items()
                    if k not in ("cache", "nopython")}
         fresh = numba.njit(**options)(dispatcher.py_func)
-        for sig in dispatcher.signatures:
+        for sig in sigs:
             fresh.compile(sig)
         irs = list(fresh.inspect_llvm().values())
         assert irs, name
