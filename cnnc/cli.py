@@ -574,11 +574,9 @@ def _skip_the_final_collection() -> None:
     collections that follow; exit handlers and the teardown of modules still run.
     """
     import gc
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):
-            pass
+
+    from .util import flush_standard_streams
+    flush_standard_streams()
     gc.collect()
     gc.freeze()
 

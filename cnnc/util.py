@@ -1,10 +1,21 @@
-"""Small helpers shared across cnnc: atomic file writes."""
+"""Small helpers shared across cnnc: atomic file writes, the standard streams."""
 
 from __future__ import annotations
 
 import os
 import tempfile
 from pathlib import Path
+
+
+def flush_standard_streams() -> None:
+    """Flush stdout and stderr before a process ends early or skips its shutdown's work
+    (a closed or broken stream is left as it is)."""
+    import sys
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
 
 
 def cores() -> int:

@@ -27,7 +27,7 @@ import time
 import numpy as np
 
 from ..errors import CnncError, CnncRuntimeError, Diagnostic
-from ..util import cores
+from ..util import cores, flush_standard_streams
 
 INSTALL = "pip install 'cnnc[mpi]' (mpi4py and the MPICH runtime)"
 
@@ -224,12 +224,7 @@ def leave(status: int) -> int:
     """A rank's way out: its exit status left for `cnnc train --workers` (launch.py);
     after a failure the process ends at once, as MPI's finalization could wait forever
     for a rank that is gone."""
-    import sys
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):
-            pass
+    flush_standard_streams()
     report(_WORLD, status)
     if status != 0:
         if not _WORLD.main:
