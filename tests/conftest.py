@@ -46,10 +46,9 @@ def gpu_present() -> bool:
 # NUMBA_ENABLE_CUDASIM yourself to force either.
 if "NUMBA_ENABLE_CUDASIM" not in os.environ and not gpu_present():
     os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
-if os.environ.get("NUMBA_ENABLE_CUDASIM", "") not in ("", "0"):
-    from tools.simulator import quicker_simulator
+from tools.simulator import quicker_simulator  # noqa: E402 -- after the choice above
 
-    quicker_simulator()
+quicker_simulator()
 
 # Kernels compile at LLVM -O1 in tests: the same source, types and fast-math flags as a
 # user's -O3 build, at under half the compile time. tests/codegen/test_examples.py runs

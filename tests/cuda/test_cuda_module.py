@@ -187,11 +187,10 @@ def test_standalone_module_runs_without_cnnc(tmp_path):
     env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path),
            **{k: v for k, v in os.environ.items() if k.startswith(("NUMBA_", "CUDA"))}}
     run = textwrap.dedent(f"""
-        import os, runpy, site, sys
+        import runpy, site, sys
         site.addsitedir({str(site)!r})      # processes numba-cuda's .pth, as pip's site does
-        if os.environ.get("NUMBA_ENABLE_CUDASIM", "") not in ("", "0"):
-            # the tests' quicker simulator (-S: no sitecustomize)
-            runpy.run_path({str(SITE.parent / "simulator.py")!r})["quicker_simulator"]()
+        # the tests' quicker simulator when it is on (-S: no sitecustomize)
+        runpy.run_path({str(SITE.parent / "simulator.py")!r})["quicker_simulator"]()
         sys.argv = sys.argv[1:]
         if sys.argv[0] == "-c":
             exec(sys.argv[1])

@@ -14,8 +14,14 @@ from pathlib import Path
 SITE = Path(__file__).resolve().parent / "simulator_site"
 
 
+def simulator_on() -> bool:
+    """Whether Numba's CUDA target is its simulator in this process (NUMBA_ENABLE_CUDASIM)."""
+    return os.environ.get("NUMBA_ENABLE_CUDASIM", "") not in ("", "0")
+
+
 def quicker_simulator() -> None:
-    """Run each simulated block's threads as greenlets, switched at the block's barriers.
+    """When the simulator is on (else nothing): run each simulated block's threads as
+    greenlets, switched at the block's barriers.
 
     Numba's simulator starts one OS thread per CUDA thread and polls them, with the GIL
     held, until all have reached a barrier: about 0.1 ms of thread start and GIL hand-off
@@ -30,6 +36,8 @@ def quicker_simulator() -> None:
     blockIdx, laneid, the syncthreads family, the grid group's sync) asks this scheduler
     for the simulated thread that is running instead.
     """
+    if not simulator_on():
+        return
     import threading
     import types
 
@@ -56,22 +64,10 @@ def quicker_simulator() -> None:
         def syncthreads(self):
             self.greenlet.parent.switch()        # back to the block manager until all wait
 
-        def _vote(self, value, reduce):
-            idx = self.threadIdx.x, self.threadIdx.y, self.threadIdx.z
-            self._manager.block_state[idx] = value
-            self.syncthreads()
-            result = reduce(self._manager.block_state)
-            self.syncthreads()
-            return result
-
-        def syncthreads_count(self, value):
-            return self._vote(value, np.count_nonzero)
-
-        def syncthreads_and(self, value):
-            return self._vote(value, lambda s: 1 if np.all(s) else 0)
-
-        def syncthreads_or(self, value):
-            return self._vote(value, lambda s: 1 if np.any(s) else 0)
+        # the simulator's own votes: they write block_state, then call syncthreads above
+        syncthreads_count = kernel.BlockThread.syncthreads_count
+        syncthreads_and = kernel.BlockThread.syncthreads_and
+        syncthreads_or = kernel.BlockThread.syncthreads_or
 
     class BlockManager:
         """Runs one block: each live thread until its next barrier, round after round."""

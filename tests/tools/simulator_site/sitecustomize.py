@@ -3,12 +3,10 @@ that runs the CUDA target in Numba's simulator): tests/tools/simulator.py's
 quicker_simulator, when the simulator is on."""
 
 import importlib.util
-import os
 from pathlib import Path
 
-if os.environ.get("NUMBA_ENABLE_CUDASIM", "") not in ("", "0"):
-    _spec = importlib.util.spec_from_file_location(
-        "cnnc_tests_simulator", Path(__file__).resolve().parent.parent / "simulator.py")
-    _module = importlib.util.module_from_spec(_spec)
-    _spec.loader.exec_module(_module)
-    _module.quicker_simulator()
+_spec = importlib.util.spec_from_file_location(
+    "cnnc_tests_simulator", Path(__file__).resolve().parent.parent / "simulator.py")
+_module = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_module)
+_module.quicker_simulator()
