@@ -24,6 +24,14 @@ from .base import Prepare, Target
 TAPS_MIN_CHANNELS = 16
 # Convolutions with fewer input channels read their patches in place (`gemm` schedule).
 IN_PLACE_MAX_CHANNELS = 8
+# A `flat` convolution's block: as many tiles of outputs (at most BLOCK_TILES) as keep its
+# gathered patches within PATCH_BYTES, in L2 beside a panel of the kernel (alexnet's
+# 13x13 384 -> 384 convolution at batch 4: 8.6 ms with 3 tiles of 6 x 32, 9.7 with 8).
+BLOCK_TILES = 4
+PATCH_BYTES = 256 * 1024
+# Convolutions take it when the tiles of an output row compute this many times its
+# columns, or more.
+FLAT_WASTE = 1.08
 # Most rows of a convolution's register tile with one AVX-512 vector of channels.
 ONE_VECTOR_TILE_ROWS = 8
 # The `window` schedule keeps the input patch under a pooling window, the kernel's taps
@@ -63,19 +71,24 @@ def _block_fits(ctx, out_h: int, out_w: int) -> bool:
     return False
 
 
-def _tile_rows(m: int, lanes: int, nr: int) -> int:
-    """Rows of a convolution's register tile for m output columns: the most that fit,
-    unless a tile of 4 or more rows computes 15% fewer (4 for 8 columns rather than
-    6 + 2, of which 4 are wasted; 5 for alexnet's 13 columns, 15 computed against 18: its
-    forward pass 0.94x the time). Tiles under 4 rows (when more fit) measured slower for
-    every width: they load more per FMA, and LLVM laid out 3 x 16 badly.
+def _most_tile_rows(lanes: int, nr: int) -> int:
+    """The most rows of a convolution's register tile of nr channels.
 
     A panel of one AVX-512 vector (16 channels) takes up to 8 rows: resnet_tiny's
     16-channel convolutions (32 columns) ran 0.9x the time with 8 x 16 tiles as with
     6 x 16. Two-vector panels stay at 6: 8 x 32 tiles (16 accumulators), though LLVM kept
     them in registers with no spills, ran its 8-column convolutions 2.6x the time of 4 x 32
     and 7 x 32 4.6x."""
-    top = ONE_VECTOR_TILE_ROWS if nr == lanes >= 16 else gemm_rows(lanes, nr)
+    return ONE_VECTOR_TILE_ROWS if nr == lanes >= 16 else gemm_rows(lanes, nr)
+
+
+def _tile_rows(m: int, lanes: int, nr: int) -> int:
+    """Rows of a convolution's register tile for m output columns: the most that fit,
+    unless a tile of 4 or more rows computes 15% fewer (4 for 8 columns rather than
+    6 + 2, of which 4 are wasted; 5 for alexnet's 13 columns, 15 computed against 18: its
+    forward pass 0.94x the time). Tiles under 4 rows (when more fit) measured slower for
+    every width: they load more per FMA, and LLVM laid out 3 x 16 badly."""
+    top = _most_tile_rows(lanes, nr)
     computed = {mr: -(-m // mr) * mr for mr in range(min(4, top), top + 1)}
     best = min(computed, key=lambda mr: (computed[mr], -mr))
     return best if computed[best] <= 0.85 * computed[top] else top
@@ -88,6 +101,7 @@ def _affine(var: str, scale: int, offset: int) -> str:
 
 def _conv2d(kernel: Kernel, graph) -> None:
     ctx = kernel.context
+    ctx.flat = False
     conv = kernel.group.anchor
     out_h, out_w, ctx.cout = graph.type(conv.output).shape[-3:]
     ctx.cin = graph.type(conv.inputs[0]).shape[-1]
@@ -100,6 +114,17 @@ def _conv2d(kernel: Kernel, graph) -> None:
         ctx.in_place = ctx.cin < IN_PLACE_MAX_CHANNELS
         ctx.nr = conv_panel(ctx.cout)
         ctx.mr = _tile_rows(out_w, ctx.lanes, ctx.nr)
+        # gathered patches without pooling, in rows that whole tiles do not fit: blocks of
+        # outputs across rows (`flat`), where the tallest tile wastes nothing at a row's
+        # end. Rows that tiles fit ran 1.05-1.1x the time flat (resnet_tiny's 32-column
+        # 16 -> 16 convolution).
+        computed = -(-out_w // ctx.mr) * ctx.mr
+        ctx.flat = not ctx.in_place and ctx.pool is None and computed >= FLAT_WASTE * out_w
+        if ctx.flat:
+            ctx.mr = _most_tile_rows(ctx.lanes, ctx.nr)
+        if ctx.flat:
+            taps = ctx.kh * ctx.kw * ctx.cin
+            ctx.block_tiles = max(1, min(BLOCK_TILES, PATCH_BYTES // (ctx.mr * taps * 4)))
         patches = ("copies the zero-padded input rows under an output row and multiplies the "
                    "patches in them" if ctx.in_place else
                    "gathers an output row's patches (out_w, kh*kw*cin) and multiplies them")
@@ -145,7 +170,16 @@ def _conv2d(kernel: Kernel, graph) -> None:
         how = ("One input channel: each thread zero-pads the input rows under an output row "
                "and sums the shifted rows per output channel, vectorized over output columns.")
     ctx.by_column = ctx.schedule in ("gemm", "taps")     # acc[ow, co], else acc[co, ow]
-    if ctx.pool is not None:
+    if ctx.flat:
+        block = ctx.mr * ctx.block_tiles
+        ctx.loops = [
+            f"Parallel over blocks of {block} outputs, consecutive in (n, oh, ow) order "
+            f"across rows and images. Each thread gathers the block's patches ({block}, "
+            f"kh*kw*cin) and multiplies them with the packed kernel, a GEMM with register "
+            f"tiles of {ctx.mr} outputs x {ctx.nr} channels (the sums stay in vector registers "
+            f"for the whole tap loop); each tile goes through the epilogue into y (written "
+            f"once)."]
+    elif ctx.pool is not None:
         p = ctx.pool
         ctx.loops = [f"Parallel over (n, pooled row). {how} The {p.kh} convolution rows under "
                      f"a row of {p.kh}x{p.kw} windows go through the epilogue and are pooled "

@@ -155,6 +155,14 @@ def _forward() -> list[Case]:
             cases.append(Case(f"conv-block-{i}-{fuse}",
                               f"model m {{ input({shape}) conv2d({conv}) }}", fuse, i,
                               long_on=("cuda",) if i else ()))
+    # gathered patches in rows that whole tiles do not fit (9 columns, 8 channels): the
+    # CPU's `flat` schedule, blocks of outputs across rows and images, its last block
+    # partial, the residual add and relu in the tile's epilogue, 8 of a panel's 16
+    # channels written
+    cases.append(Case("conv-flat-residual", (
+        "model m { input(7, 9, 8) conv2d(8, kernel=3, padding=same, activation=relu) "
+        "residual { conv2d(8, kernel=3, padding=same) } activation(relu) "
+        "conv2d(8, kernel=3, strides=2, dilation=1) }"), "all"))
     # after pooling batchnorm cannot fold (an elementwise kernel); after conv2d/dense it
     # folds into the kernel and bias
     cases.append(Case("batchnorm-unfolded-and-folded", (
