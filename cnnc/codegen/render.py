@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import re
 from functools import cache
-
-import jinja2
+from typing import TYPE_CHECKING
 
 from ..resources import templates_dir
+
+if TYPE_CHECKING:
+    import jinja2
 
 _SENTINEL = "\x00BLOCK{}\x00"
 _SENTINEL_LINE = re.compile(r"^([ \t]*)\x00BLOCK(\d+)\x00[ \t]*\n?", re.MULTILINE)
@@ -22,6 +24,10 @@ _SENTINEL_LINE = re.compile(r"^([ \t]*)\x00BLOCK(\d+)\x00[ \t]*\n?", re.MULTILIN
 
 @cache
 def environment() -> jinja2.Environment:
+    # imported here: a warm start loads its cached module without rendering, and
+    # importing jinja2 took 47 ms of it
+    import jinja2
+
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(templates_dir())),
                              undefined=jinja2.StrictUndefined, trim_blocks=True,
                              lstrip_blocks=True, keep_trailing_newline=True,
