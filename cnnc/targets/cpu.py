@@ -116,13 +116,12 @@ def _conv2d(kernel: Kernel, graph) -> None:
         ctx.mr = _tile_rows(out_w, ctx.lanes, ctx.nr)
         # gathered patches without pooling, in rows that whole tiles do not fit: blocks of
         # outputs across rows (`flat`), where the tallest tile wastes nothing at a row's
-        # end. Rows that tiles fit ran 1.05-1.1x the time flat (resnet_tiny's 32-column
-        # 16 -> 16 convolution).
+        # end. Where whole tiles fit, flat gained nothing: resnet_tiny's 32-column
+        # 16 -> 16 convolution ran 1.05-1.1x the time alone, the whole model the same.
         computed = -(-out_w // ctx.mr) * ctx.mr
         ctx.flat = not ctx.in_place and ctx.pool is None and computed >= FLAT_WASTE * out_w
         if ctx.flat:
             ctx.mr = _most_tile_rows(ctx.lanes, ctx.nr)
-        if ctx.flat:
             taps = ctx.kh * ctx.kw * ctx.cin
             ctx.block_tiles = max(1, min(BLOCK_TILES, PATCH_BYTES // (ctx.mr * taps * 4)))
         patches = ("copies the zero-padded input rows under an output row and multiplies the "
