@@ -83,6 +83,23 @@ def test_the_cases_reach_every_inference_template():
                          "softmax"}, templates
 
 
+def test_the_cases_reach_every_cpu_convolution_schedule():
+    """Each loop schedule of the CPU's conv2d template (targets/cpu.py) is computed by
+    some forward case, so the torch comparisons cover every one of them."""
+    schedules = set()
+    for case in table.FORWARD:
+        compiled = lower(case.text, fuse=case.fuse)
+        for step in steps_of(compiled.graph, compiled.options.target):
+            if step.kind == "kernel" and step.kernel.template == "conv2d":
+                k = step.kernel.context
+                detail = ("in place" if k.in_place else "flat" if k.flat else "rows") \
+                    if k.schedule == "gemm" else "pooled" if k.pool else ""
+                schedules.add((k.schedule, detail))
+    assert schedules >= {("gemm", "in place"), ("gemm", "flat"), ("gemm", "rows"),
+                         ("window", "pooled"), ("block", ""), ("taps", ""),
+                         ("cols", "")}, schedules
+
+
 def test_conv_grid_is_pairwise_complete():
     assert 12 <= len(table.CONV_ROWS) <= 24
     for a in table.CONV:
