@@ -8,6 +8,7 @@ run adds the full configuration grids on the CPU.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -73,12 +74,19 @@ def test_every_activation_in_every_position():
                for v in table.activation_variants() for f in ("all", "none"))
 
 
-def test_the_cases_reach_every_inference_template():
-    templates = set()
+@functools.cache
+def _cpu_kernels() -> list:
+    """The CPU kernels of every forward case (lowered once for the tests below)."""
+    kernels = []
     for case in table.FORWARD:
         compiled = lower(case.text, fuse=case.fuse)
-        templates |= {s.kernel.template for s in steps_of(compiled.graph, compiled.options.target)
-                      if s.kind == "kernel"}
+        kernels += [s.kernel for s in steps_of(compiled.graph, compiled.options.target)
+                    if s.kind == "kernel"]
+    return kernels
+
+
+def test_the_cases_reach_every_inference_template():
+    templates = {kernel.template for kernel in _cpu_kernels()}
     assert templates >= {"conv2d", "dense", "pool2d", "global_pool2d", "elementwise",
                          "softmax"}, templates
 
@@ -87,14 +95,12 @@ def test_the_cases_reach_every_cpu_convolution_schedule():
     """Each loop schedule of the CPU's conv2d template (targets/cpu.py) is computed by
     some forward case, so the torch comparisons cover every one of them."""
     schedules = set()
-    for case in table.FORWARD:
-        compiled = lower(case.text, fuse=case.fuse)
-        for step in steps_of(compiled.graph, compiled.options.target):
-            if step.kind == "kernel" and step.kernel.template == "conv2d":
-                k = step.kernel.context
-                detail = ("in place" if k.in_place else "flat" if k.flat else "rows") \
-                    if k.schedule == "gemm" else "pooled" if k.pool else ""
-                schedules.add((k.schedule, detail))
+    for kernel in _cpu_kernels():
+        if kernel.template == "conv2d":
+            k = kernel.context
+            detail = ("in place" if k.in_place else "flat" if k.flat else "rows") \
+                if k.schedule == "gemm" else "pooled" if k.pool else ""
+            schedules.add((k.schedule, detail))
     assert schedules >= {("gemm", "in place"), ("gemm", "flat"), ("gemm", "rows"),
                          ("window", "pooled"), ("block", ""), ("taps", ""),
                          ("cols", "")}, schedules
