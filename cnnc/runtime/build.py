@@ -36,6 +36,7 @@ from ..util import cores
 from . import kernel_store
 from .cache import _numba_files
 from .calls import _ModuleCall
+from .link_once import link_once
 
 BATCH = 2                        # samples of the dry run
 
@@ -183,7 +184,7 @@ def build(model, progress: bool = False, jobs: int | None = None, train: bool = 
             bar.update(1)
 
     try:
-        with _ModuleCall(module):
+        with _ModuleCall(module), link_once():
             _build(model, module, cold, jobs, tick, train)
     finally:
         if bar is not None:
@@ -240,12 +241,12 @@ def build_file(path, train: bool = True, progress: bool = False,
     try:
         jobs = max(1, min(jobs or cores(), len(names)))
         sizes = {n: len(inspect.getsource(getattr(module, n).py_func)) for n in names}
-        with tempfile.TemporaryDirectory(prefix="cnnc-claims-") as claims:
+        with tempfile.TemporaryDirectory(prefix="cnnc-claims-") as claims, link_once():
             spec = {"file": str(Path(path).resolve()), "train": train,
                     "order": largest_first(names, sizes), "claims": claims}
             _shared(module, spec, jobs, tick)
-        # what a failed worker had claimed, compiled here (the rest is loaded)
-        dry_run(module, train=train)
+            # what a failed worker had claimed, compiled here (the rest is loaded)
+            dry_run(module, train=train)
     finally:
         if bar is not None:
             bar.close()
@@ -317,7 +318,8 @@ def _worker(spec: dict) -> int:
 
     def done(name):
         print(f"compiled {name}", flush=True)
-    compile_claimed(module, spec["order"], Path(spec["claims"]), spec["train"], done)
+    with link_once():
+        compile_claimed(module, spec["order"], Path(spec["claims"]), spec["train"], done)
     return 0
 
 
