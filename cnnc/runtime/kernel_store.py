@@ -20,6 +20,7 @@ import json
 from pathlib import Path
 
 from .cache import _LOCK, cache_root, import_module, read_verified, seal, write_verified
+from .warm_load import load_without_refresh
 
 INDEX = "kernels.json"
 _LOADED: dict[str, object] = {}
@@ -72,7 +73,9 @@ def shared_kernel(name: str, key: str, text: str):
     with _LOCK:
         if key not in _LOADED:
             module = import_module(_kernel_path(key), f"cnnc_kernel_{key}", text)
-            _LOADED[key] = getattr(module, name)
+            kernel = getattr(module, name)
+            load_without_refresh(kernel)
+            _LOADED[key] = kernel
         return _LOADED[key]
 
 

@@ -53,9 +53,13 @@ _installed: bool | None = None         # None: not tried yet
 
 def supported() -> bool:
     """Whether this Numba is one `link_once()` applies to (and CNNC_LINK_ONCE is not 0)."""
+    return os.environ.get("CNNC_LINK_ONCE") != "0" and numba_checked()
+
+
+def numba_checked() -> bool:
+    """Whether this Numba's version is one cnnc's uses of its internals were checked
+    against (SUPPORTED)."""
     import numba
-    if os.environ.get("CNNC_LINK_ONCE") == "0":
-        return False
     try:
         version = tuple(int(part) for part in numba.__version__.split(".")[:2])
     except ValueError:

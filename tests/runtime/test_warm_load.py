@@ -1,0 +1,95 @@
+"""Cached kernels loaded without Numba's compiler registries (runtime/warm_load.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from cnnc.runtime import warm_load
+
+SOURCE = """
+model w {
+    input(6, 6, 2)
+    conv2d(4, kernel=3, activation=relu)
+    maxpool2d(2)
+    flatten()
+    dense(3, activation=softmax)
+}
+"""
+
+# Modules that only Numba's registry refresh imports (CPUContext.load_additional_registries):
+# a cnnc kernel's cached machine code needs none of them.
+REFRESH_ONLY = ["numba.np.linalg", "numba.typed.typeddict", "numba.np.npyimpl",
+                "numba.experimental.jitclass.base"]
+
+RUN = """
+import json, sys
+import numpy as np
+import cnnc
+model = cnnc.compile(SOURCE)
+x = np.random.default_rng(3).standard_normal((5, 6, 6, 2)).astype(np.float32)
+y = model.predict(x)
+kernels = [getattr(model.module, name) for name in model.module._cnnc_kernel_files]
+called = [k for k in kernels if k.signatures]
+hits = sum(sum(k.stats.cache_hits.values()) for k in called)
+misses = sum(sum(k.stats.cache_misses.values()) for k in called)
+loaded = [name for name in REFRESH_ONLY if name in sys.modules]
+
+# the user's own function, compiled afterwards in the same process, with what the
+# registries provide (numpy's ufuncs on arrays, a typed dict)
+import numba
+from numba import njit
+from numba.typed import Dict
+@njit
+def own(a):
+    d = Dict.empty(numba.types.int64, numba.types.float64)
+    d[1] = np.sqrt(np.sum(np.multiply(a, a)))
+    return d[1]
+a = np.arange(4.0)
+print(json.dumps({"y": y.tobytes().hex(), "hits": hits, "misses": misses,
+                  "called": len(called), "loaded": loaded,
+                  "own": own(a), "expected": float(np.sqrt((a * a).sum()))}))
+"""
+
+
+def run(tmp_path, **env):
+    env = dict(os.environ, CNNC_CACHE_DIR=str(tmp_path / "cache"), **env)
+    code = f"SOURCE = {SOURCE!r}\nREFRESH_ONLY = {REFRESH_ONLY!r}\n" + RUN
+    proc = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True,
+                          text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.splitlines()[-1])
+
+
+@pytest.mark.skipif(not warm_load.enabled(), reason="warm_load does not apply here")
+def test_a_warm_start_loads_the_kernels_without_the_registries(tmp_path):
+    """A second process loads every kernel the prediction calls from Numba's cache (no
+    compile), predicts the same bits as the process that compiled them, and never
+    imports the registries' modules; a function of the user's own compiled afterwards
+    gets them, and computes what numpy does. With CNNC_WARM_LOAD=0 the same load
+    imports them (so the check above can fail)."""
+    cold = run(tmp_path)
+    assert cold["misses"] >= 1 and cold["loaded"] == REFRESH_ONLY   # compiling loads them
+    warm = run(tmp_path)
+    assert warm["called"] == cold["called"] and warm["misses"] == 0
+    assert warm["hits"] == warm["called"]
+    assert warm["y"] == cold["y"]
+    assert warm["loaded"] == []
+    assert warm["own"] == pytest.approx(warm["expected"], rel=1e-12)
+    plain = run(tmp_path, CNNC_WARM_LOAD="0")
+    assert plain["misses"] == 0 and plain["y"] == cold["y"]
+    assert plain["loaded"] == REFRESH_ONLY
+
+
+def test_it_leaves_what_it_cannot_change(monkeypatch):
+    """A kernel without Numba's cache (NUMBA_DISABLE_JIT's plain function), or any kernel
+    where it is switched off, is left as it is."""
+    def plain(x):
+        return x
+    assert not warm_load.load_without_refresh(plain)
+    monkeypatch.setenv("CNNC_WARM_LOAD", "0")
+    assert not warm_load.enabled()
