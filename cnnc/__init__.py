@@ -28,9 +28,32 @@ def compile(path_or_text, target: str = "cpu", *, model: str | None = None, fuse
     `fuse` is "all", "none", or rule names ("epilogue,pool" or a list); `loss` and
     `optimizer` (written as in a train block, e.g. "adam(learning_rate=0.01)") add or
     override the file's train block."""
-    from .compiler import compile as _compile
-    return _compile(path_or_text, target, model=model, fuse=fuse, loss=loss,
-                    optimizer=optimizer, dtype=dtype)
+    from .runtime import direct
+    from .targets import get
+    chosen = get(target)
+    key = direct.request_key(path_or_text, chosen.name, model, fuse, loss, optimizer, dtype)
+    found = direct.load(key, chosen)
+    if found is not None:             # compiled before: the module, without the compiler
+        name, module, path, source, seed = found
+        chosen.require()
+
+        def lower():
+            from .compiler import lowered
+            compiled = lowered(path_or_text, chosen, model, fuse, loss, optimizer, dtype)
+            return (compiled.model, compiled.graph, compiled.options, compiled.program,
+                    compiled.report, compiled.config)
+        loaded = chosen.model_class.from_cache(name, module, path, source, seed, lower)
+    else:
+        from .compiler import compile as _compile
+        loaded = _compile(path_or_text, chosen, model=model, fuse=fuse, loss=loss,
+                          optimizer=optimizer, dtype=dtype)
+        direct.remember(key, loaded)
+
+    def profiled():
+        from .compiler import profiled_module
+        return profiled_module(loaded)
+    loaded._load_profiled = profiled          # model.profile() builds it
+    return loaded
 
 
 def import_keras(path, weights=None, defines=None):

@@ -103,9 +103,7 @@ def compile(path_or_text, target="cpu", *, model: str | None = None, fuse="all",
     so a second process starts without compiling.
     """
     target = targets.get(target)
-    train = _train_override(path_or_text, model, loss, optimizer)
-    compiled = lower(path_or_text, model=model, target=target, fuse=fuse, train=train,
-                     dtype=dtype)
+    compiled = lowered(path_or_text, target, model, fuse, loss, optimizer, dtype)
     target.require()              # what running needs (a GPU or the simulator), said now
     module, path, source = _load(compiled)
     loaded = target.model_class(compiled.model, compiled.graph, module, path, source,
@@ -113,6 +111,14 @@ def compile(path_or_text, target="cpu", *, model: str | None = None, fuse="all",
                                 compiled.config)
     loaded._load_profiled = lambda: profiled_module(loaded)   # model.profile() builds it
     return loaded
+
+
+def lowered(path_or_text, target, model, fuse, loss, optimizer, dtype) -> Compiled:
+    """What compile() lowers, before it loads: also what a model loaded straight from
+    the cache (runtime/direct.py) lowers when asked for its graph."""
+    train = _train_override(path_or_text, model, loss, optimizer)
+    return lower(path_or_text, model=model, target=target, fuse=fuse, train=train,
+                 dtype=dtype)
 
 
 def _load(compiled: Compiled):

@@ -28,23 +28,72 @@ class CompiledModel:
 
     def __init__(self, model: Model, graph, module, module_path, source: str, options,
                  program=None, report=None, config=None):
-        self.model = model
         self.name = model.name
-        self.graph = graph
         self.module = module
         self.module_path = module_path
         self.source = source
-        self.options = options
-        self.program = program
-        self.report = report
+        self._lowered = (model, graph, options, program, report, config)
+        self._lower = None
         self.input_shape = tuple(model.input_type.shape)
         self.output_shape = tuple(model.output_type.shape)
-        self._params = module.init_params(self._seed())
+        self._start(self._seed())
+
+    @classmethod
+    def from_cache(cls, name: str, module, module_path, source: str, seed: int, lower):
+        """A model whose module came straight from the cache (runtime/direct.py): what
+        compiling produced -- model, graph, options, program, report, train config -- is
+        `lower()`'s tuple, computed when first asked for."""
+        self = cls.__new__(cls)
+        self.name = name
+        self.module = module
+        self.module_path = module_path
+        self.source = source
+        self._lowered = None
+        self._lower = lower
+        self.input_shape = tuple(module.INPUT_SHAPE)
+        self.output_shape = tuple(module.OUTPUT_SHAPE)
+        self._start(seed)
+        return self
+
+    def _start(self, seed: int) -> None:
+        self._params = self.module.init_params(seed)
         self._prepared = None          # module.prepare(params), rebuilt when params change
         self._built = False            # whether predict has compiled its cold kernels
         self._state = None             # optimizer state, created by the first fit
         self._position = Position()    # epochs and optimizer steps trained so far
-        self._config = config or (program.trains.get(model.name) if program else None)
+
+    # --- what compiling produced (lowered again on first use for a model from_cache) ---
+    def _parts(self) -> tuple:
+        if self._lowered is None:
+            self._lowered = self._lower()
+        return self._lowered
+
+    @property
+    def model(self) -> Model:
+        return self._parts()[0]
+
+    @property
+    def graph(self):
+        """The inference graph after the passes."""
+        return self._parts()[1]
+
+    @property
+    def options(self):
+        return self._parts()[2]
+
+    @property
+    def program(self):
+        return self._parts()[3]
+
+    @property
+    def report(self):
+        """The fusion report: what fused, what was refused and why."""
+        return self._parts()[4]
+
+    @property
+    def _config(self):
+        config, program = self._parts()[5], self._parts()[3]
+        return config or (program.trains.get(self.name) if program else None)
 
     @property
     def params(self) -> dict[str, np.ndarray]:
