@@ -31,7 +31,7 @@ def compile(path_or_text, target: str = "cpu", *, model: str | None = None, fuse
     from .runtime import direct
     from .targets import get
     chosen = get(target)
-    key = direct.request_key(path_or_text, chosen.name, model, fuse, loss, optimizer, dtype)
+    key = direct.request_key(path_or_text, chosen, model, fuse, loss, optimizer, dtype)
     found = direct.load(key, chosen)
     if found is not None:             # compiled before: the module, without the compiler
         name, module, path, source, seed = found

@@ -15,8 +15,8 @@ the cache (`load`). Its compiled model lowers the source only when something ask
 its graph, program or report (`CompiledModel.from_cache`).
 
 A request that would not be hashed the same way twice (an optimizer given as an object,
-a path that cannot be read), a missing or damaged record, module or kernel index, or a
-target other than the CPU: the full compile, as before.
+a path that cannot be read), a target whose model needs its graph to load (CUDA's), or a
+missing or damaged record, module or kernel index: the full compile, as before.
 """
 
 from __future__ import annotations
@@ -37,9 +37,11 @@ class _Stale(Exception):
     """The kernel index beside the module is missing: only the full compile can write it."""
 
 
-def request_key(path_or_text, target: str, model, fuse, loss, optimizer,
-                dtype) -> str | None:
-    """The hash of a compile request, or None where it cannot stand for the request."""
+def request_key(path_or_text, target, model, fuse, loss, optimizer, dtype) -> str | None:
+    """The hash of a compile request, or None where it cannot stand for the request
+    (or the target's model needs its lowered graph to load: Target.loads_direct)."""
+    if not target.loads_direct:
+        return None
     if isinstance(path_or_text, str) and ("\n" in path_or_text or (
             "{" in path_or_text and not _is_file(path_or_text))):
         source = {"text": path_or_text}          # as frontend.source reads it: the text
@@ -57,7 +59,7 @@ def request_key(path_or_text, target: str, model, fuse, loss, optimizer,
     values = [model, loss, optimizer, dtype] + (fuse if isinstance(fuse, list) else [fuse])
     if not all(v is None or isinstance(v, str) for v in values):
         return None
-    return cache_key(request=source, target=target, model=model, fuse=fuse, loss=loss,
+    return cache_key(request=source, target=target.name, model=model, fuse=fuse, loss=loss,
                      optimizer=optimizer, dtype=dtype)
 
 
@@ -92,7 +94,7 @@ def remember(key: str | None, loaded) -> None:
 def load(key: str | None, target):
     """(name, module, path, source, seed) of the module the request `key` loaded before,
     or None (the full compile then runs)."""
-    if key is None or target.name != "cpu":
+    if key is None:
         return None
     data = read_verified(_record(key))
     if data is None:

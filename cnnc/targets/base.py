@@ -44,6 +44,9 @@ class Target:
     templates = ""               # the folder of its templates under templates/
     packs_kernels = False        # its dot-product kernels read packed kernel layouts
     reports_resources = False    # kernel_resources() tells registers, shared memory, ...
+    # Its model class builds from the module alone (model_class.from_cache), so a request
+    # compiled before may load its module without lowering (runtime/direct.py).
+    loads_direct = False
     # Names the generated module defines at its top level (kernels must not take them).
     module_names: frozenset[str] = frozenset({
         "forward", "forward_prepared", "prepare", "init_params", "param_views", "np", "math"})

@@ -373,6 +373,7 @@ class CpuTarget(Target):
     name = "cpu"
     templates = "cpu"
     packs_kernels = True
+    loads_direct = True
 
     def __init__(self, vector_bits: int | None = None):
         self._vector_bits = vector_bits

@@ -11,6 +11,7 @@ import numpy as np
 
 import cnnc
 from cnnc.runtime import direct
+from cnnc.targets import CPU, CUDA
 
 SOURCE = """
 model d {
@@ -70,7 +71,7 @@ def test_the_same_request_in_one_process(tmp_path, monkeypatch):
     monkeypatch.setenv("CNNC_CACHE_DIR", str(tmp_path))
     text = SOURCE.replace("UNITS", "3")
     full = cnnc.compile(text)
-    key = direct.request_key(text, "cpu", None, "all", None, None, "float32")
+    key = direct.request_key(text, CPU, None, "all", None, None, "float32")
     assert (tmp_path / direct.FOLDER / f"{key}.json").exists()
     again = cnnc.compile(text)
     assert again._lowered is None                         # not lowered yet
@@ -88,7 +89,7 @@ def test_what_cannot_be_trusted_compiles_again(tmp_path, monkeypatch):
     monkeypatch.setenv("CNNC_CACHE_DIR", str(tmp_path))
     text = SOURCE.replace("UNITS", "2")
     cnnc.compile(text)
-    key = direct.request_key(text, "cpu", None, "all", None, None, "float32")
+    key = direct.request_key(text, CPU, None, "all", None, None, "float32")
     record = tmp_path / direct.FOLDER / f"{key}.json"
     assert record.exists()
     record.write_text("{ not json")                           # its hash no longer matches
@@ -98,6 +99,7 @@ def test_what_cannot_be_trusted_compiles_again(tmp_path, monkeypatch):
     from cnnc.runtime.cache import write_verified
     write_verified(record, json.dumps(data).encode())
     assert cnnc.compile(text)._lowered is not None
-    assert direct.request_key(text, "cpu", None, "all", None, object(), "float32") is None
-    assert direct.request_key(tmp_path / "missing.cnn", "cpu", None, "all", None, None,
+    assert direct.request_key(text, CPU, None, "all", None, object(), "float32") is None
+    assert direct.request_key(text, CUDA, None, "all", None, None, "float32") is None
+    assert direct.request_key(tmp_path / "missing.cnn", CPU, None, "all", None, None,
                               "float32") is None
