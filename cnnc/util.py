@@ -18,6 +18,21 @@ def flush_standard_streams() -> None:
             pass
 
 
+def is_source_text(path_or_text) -> bool:
+    """Whether a model source given as a path or as text is the text: a str with a
+    newline is text; one naming an existing file is a path (even `{x}.cnn`); else one
+    with a brace is text, anything else a path."""
+    return isinstance(path_or_text, str) and (
+        "\n" in path_or_text or ("{" in path_or_text and not _is_file(path_or_text)))
+
+
+def _is_file(text: str) -> bool:
+    try:
+        return len(text) < 4096 and Path(text).is_file()
+    except (OSError, ValueError):
+        return False
+
+
 def cores() -> int:
     """The cores this process may run on."""
     try:

@@ -6,14 +6,13 @@ import os
 from pathlib import Path
 
 from ..errors import CnncError, Diagnostic
+from ..util import is_source_text
 from .checker import decode
 
 
 def read_source(path_or_text: str | os.PathLike) -> tuple[str, str]:
-    """(text, file name). A str with a newline is text; one naming an existing file is a
-    path (even `{x}.cnn`); else one with a brace is text, anything else a path."""
-    if isinstance(path_or_text, str) and ("\n" in path_or_text or (
-            "{" in path_or_text and not _is_file(path_or_text))):
+    """(text, file name); which of the two it was given, util.is_source_text says."""
+    if is_source_text(path_or_text):
         return path_or_text.replace("\r\n", "\n").replace("\r", "\n"), "<string>"
     path = Path(path_or_text)
     try:
@@ -26,9 +25,3 @@ def read_source(path_or_text: str | os.PathLike) -> tuple[str, str]:
         raise CnncError(Diagnostic(f"cannot read: {e.strerror}", str(path))) from None
     return decode(data, str(path)), str(path)
 
-
-def _is_file(text: str) -> bool:
-    try:
-        return len(text) < 4096 and Path(text).is_file()
-    except (OSError, ValueError):
-        return False

@@ -27,6 +27,7 @@ import os
 import re
 from pathlib import Path
 
+from ..util import is_source_text
 from .cache import cache_key, cache_root, read_verified, write_verified
 
 FOLDER = "requests"
@@ -42,9 +43,8 @@ def request_key(path_or_text, target, model, fuse, loss, optimizer, dtype) -> st
     (or the target's model needs its lowered graph to load: Target.loads_direct)."""
     if not target.loads_direct:
         return None
-    if isinstance(path_or_text, str) and ("\n" in path_or_text or (
-            "{" in path_or_text and not _is_file(path_or_text))):
-        source = {"text": path_or_text}          # as frontend.source reads it: the text
+    if is_source_text(path_or_text):             # as frontend.source reads it
+        source = {"text": path_or_text}
     elif isinstance(path_or_text, (str, os.PathLike)):
         try:
             data = Path(path_or_text).read_bytes()
@@ -61,13 +61,6 @@ def request_key(path_or_text, target, model, fuse, loss, optimizer, dtype) -> st
         return None
     return cache_key(request=source, target=target.name, model=model, fuse=fuse, loss=loss,
                      optimizer=optimizer, dtype=dtype)
-
-
-def _is_file(text: str) -> bool:
-    try:
-        return len(text) < 4096 and Path(text).is_file()
-    except (OSError, ValueError):
-        return False
 
 
 def _record(key: str) -> Path:
