@@ -33,26 +33,24 @@ def compile(path_or_text, target: str = "cpu", *, model: str | None = None, fuse
     chosen = get(target)
     key = direct.request_key(path_or_text, chosen, model, fuse, loss, optimizer, dtype)
     found = direct.load(key, chosen)
-    if found is not None:             # compiled before: the module, without the compiler
-        name, module, path, source, seed = found
-        chosen.require()
-
-        def lower():
-            from .compiler import lowered
-            compiled = lowered(path_or_text, chosen, model, fuse, loss, optimizer, dtype)
-            return (compiled.model, compiled.graph, compiled.options, compiled.program,
-                    compiled.report, compiled.config)
-        loaded = chosen.model_class.from_cache(name, module, path, source, seed, lower)
-    else:
+    if found is None:
         from .compiler import compile as _compile
         loaded = _compile(path_or_text, chosen, model=model, fuse=fuse, loss=loss,
                           optimizer=optimizer, dtype=dtype)
         direct.remember(key, loaded)
+        return loaded
+    name, module, path, source, seed = found     # compiled before: no compiler needed
+    chosen.require()
+
+    def lower():
+        from .compiler import lowered
+        return lowered(path_or_text, chosen, model, fuse, loss, optimizer, dtype)
 
     def profiled():
         from .compiler import profiled_module
         return profiled_module(loaded)
-    loaded._load_profiled = profiled          # model.profile() builds it
+    loaded = chosen.model_class.from_cache(name, module, path, source, seed, lower)
+    loaded._load_profiled = profiled             # model.profile() builds it
     return loaded
 
 

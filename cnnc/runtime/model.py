@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 
+from types import SimpleNamespace
+
 import numpy as np
 
 from ..errors import CnncError, Diagnostic
@@ -16,6 +18,11 @@ from .labels import LabelError, check_labels
 from .weights import check_params, read_npz, save_npz
 
 DEFAULT_BATCH = 256
+
+
+def _lowered_part(name: str, doc: str | None = None) -> property:
+    """A CompiledModel attribute that compiling produced (CompiledModel._parts)."""
+    return property(lambda self: getattr(self._parts(), name), doc=doc)
 
 
 class CompiledModel:
@@ -32,7 +39,8 @@ class CompiledModel:
         self.module = module
         self.module_path = module_path
         self.source = source
-        self._lowered = (model, graph, options, program, report, config)
+        self._lowered = SimpleNamespace(model=model, graph=graph, options=options,
+                                        program=program, report=report, config=config)
         self._lower = None
         self.input_shape = tuple(model.input_type.shape)
         self.output_shape = tuple(model.output_type.shape)
@@ -41,8 +49,9 @@ class CompiledModel:
     @classmethod
     def from_cache(cls, name: str, module, module_path, source: str, seed: int, lower):
         """A model whose module came straight from the cache (runtime/direct.py): what
-        compiling produced -- model, graph, options, program, report, train config -- is
-        `lower()`'s tuple, computed when first asked for."""
+        compiling produced -- model, graph, options, program, report, train config, the
+        attributes of `lower()`'s result (a cnnc.compiler.Compiled) -- is computed when
+        first asked for."""
         self = cls.__new__(cls)
         self.name = name
         self.module = module
@@ -62,38 +71,22 @@ class CompiledModel:
         self._state = None             # optimizer state, created by the first fit
         self._position = Position()    # epochs and optimizer steps trained so far
 
-    # --- what compiling produced (lowered again on first use for a model from_cache) ---
-    def _parts(self) -> tuple:
+    # --- what compiling produced (lowered on first use for a model from_cache) ---
+    def _parts(self):
         if self._lowered is None:
             self._lowered = self._lower()
         return self._lowered
 
-    @property
-    def model(self) -> Model:
-        return self._parts()[0]
-
-    @property
-    def graph(self):
-        """The inference graph after the passes."""
-        return self._parts()[1]
-
-    @property
-    def options(self):
-        return self._parts()[2]
-
-    @property
-    def program(self):
-        return self._parts()[3]
-
-    @property
-    def report(self):
-        """The fusion report: what fused, what was refused and why."""
-        return self._parts()[4]
+    model = _lowered_part("model")
+    graph = _lowered_part("graph", "The inference graph after the passes.")
+    options = _lowered_part("options")
+    program = _lowered_part("program")
+    report = _lowered_part("report", "The fusion report: what fused, what was refused and why.")
 
     @property
     def _config(self):
-        config, program = self._parts()[5], self._parts()[3]
-        return config or (program.trains.get(self.name) if program else None)
+        parts = self._parts()
+        return parts.config or (parts.program.trains.get(self.name) if parts.program else None)
 
     @property
     def params(self) -> dict[str, np.ndarray]:
