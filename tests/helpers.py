@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import itertools
+import json
+import os
 import random
+import subprocess
+import sys
 
 import numpy as np
 
@@ -130,3 +134,13 @@ def compare_gradients(text: str, loss: str = "categorical_crossentropy", *, batc
         assert worst <= 1, f"{name}: max error {float(err.max()):.3g} ({worst:.2f} of the " \
                            f"tolerance)\n{text}"
     return model
+
+
+def run_json(code: str, cache, *args: str, **env: str) -> dict:
+    """Run `code` in a new Python process with CNNC_CACHE_DIR=`cache`, `args` as its
+    sys.argv[1:] and `env` added; the JSON object its last line prints."""
+    env = dict(os.environ, CNNC_CACHE_DIR=str(cache), **env)
+    proc = subprocess.run([sys.executable, "-c", code, *args], check=False,
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.splitlines()[-1])

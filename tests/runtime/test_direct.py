@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
+from helpers import run_json
 
 import cnnc
 from cnnc.runtime import direct
@@ -40,11 +38,7 @@ print(json.dumps(out))
 
 
 def run(tmp_path, source):
-    env = dict(os.environ, CNNC_CACHE_DIR=str(tmp_path / "cache"))
-    proc = subprocess.run([sys.executable, "-c", RUN, source], check=False,
-                          capture_output=True, text=True, env=env, timeout=600)
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout.splitlines()[-1])
+    return run_json(RUN, tmp_path / "cache", source)
 
 
 def test_a_second_process_loads_the_module_without_the_front_end(tmp_path):

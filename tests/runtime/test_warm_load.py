@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-
 import pytest
+from helpers import run_json
 
 from cnnc.runtime import warm_load
 
@@ -57,12 +53,8 @@ print(json.dumps({"y": y.tobytes().hex(), "hits": hits, "misses": misses,
 
 
 def run(tmp_path, **env):
-    env = dict(os.environ, CNNC_CACHE_DIR=str(tmp_path / "cache"), **env)
     code = f"SOURCE = {SOURCE!r}\nREFRESH_ONLY = {REFRESH_ONLY!r}\n" + RUN
-    proc = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True,
-                          text=True, env=env, timeout=600)
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout.splitlines()[-1])
+    return run_json(code, tmp_path / "cache", **env)
 
 
 @pytest.mark.skipif(not warm_load.enabled(), reason="warm_load does not apply here")
