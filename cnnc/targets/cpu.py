@@ -22,8 +22,17 @@ from .base import Prepare, Target
 # One-input-channel convolutions vectorize over output channels from this many on (over
 # output columns below it).
 TAPS_MIN_CHANNELS = 16
-# Convolutions with fewer input channels read their patches in place (`gemm` schedule).
-IN_PLACE_MAX_CHANNELS = 8
+# Convolutions with up to this many input channels read their patches in place (`gemm`
+# schedule), more gather them: resnet_tiny's (batch 64) in place against gathered, both in
+# thread chunks, 3 -> 16: 0.79x the time, 16 -> 16: 0.86x, 16 -> 32 strided: 0.81x,
+# 32 -> 32: 0.88x, 32 -> 64 strided: 1.00x, 64 -> 64: 0.98x; alexnet's 13x13 convolutions
+# (256 and 384 channels, batch 4) 1.16-1.22x.
+IN_PLACE_MAX_CHANNELS = 64
+# Most rows of an in-place convolution's register tile of two or more vectors of channels:
+# resnet_tiny's 32 -> 32 convolution with 5 rows ran 1.3x the time of 4 rows, 6 to 8 rows
+# 2.6-3.3x (LLVM's code for the tile loop looked the same as the gathered schedule's, which
+# runs 6 rows at full speed).
+IN_PLACE_WIDE_TILE_ROWS = 4
 # A `flat` convolution's block: as many tiles of outputs (at most BLOCK_TILES) as keep its
 # gathered patches within PATCH_BYTES, in L2 beside a panel of the kernel (alexnet's
 # 13x13 384 -> 384 convolution at batch 4: 8.6 ms with 3 tiles of 6 x 32, 9.7 with 8).
@@ -107,13 +116,17 @@ def _conv2d(kernel: Kernel, graph) -> None:
     ctx.cin = graph.type(conv.inputs[0]).shape[-1]
     if ctx.packed:
         ctx.schedule = "gemm"
-        # few input channels: the patches read in place from the zero-padded input rows
-        # under the output row (resnet_tiny's first convolution, 3 channels: 0.52x the
-        # time of gathering them); from 16 channels on, gathered patches ran faster
-        # (resnet_tiny's strided 16 -> 32 convolution: 1.3 ms against 2.5)
-        ctx.in_place = ctx.cin < IN_PLACE_MAX_CHANNELS
+        # up to 64 input channels, the patches are read in place from the zero-padded
+        # input rows under the output row, a tap's channels at a time (resnet_tiny's first
+        # convolution, 3 channels: 0.52x the time of gathering them; see
+        # IN_PLACE_MAX_CHANNELS). An earlier in-place loop that looked each element's place
+        # up in a table of offsets ran slower than gathering from 16 channels on (the
+        # strided 16 -> 32 convolution: 2.5 ms against 1.3).
+        ctx.in_place = ctx.cin <= IN_PLACE_MAX_CHANNELS
         ctx.nr = conv_panel(ctx.cout)
         ctx.mr = _tile_rows(out_w, ctx.lanes, ctx.nr)
+        if ctx.in_place and ctx.nr > ctx.lanes:
+            ctx.mr = min(ctx.mr, IN_PLACE_WIDE_TILE_ROWS)
         # gathered patches without pooling, in rows that whole tiles do not fit: blocks of
         # outputs across rows (`flat`), where the tallest tile wastes nothing at a row's
         # end. Where whole tiles fit, flat gained nothing: resnet_tiny's 32-column

@@ -106,6 +106,14 @@ def _forward() -> list[Case]:
         cases.append(Case(f"conv2d-{row_id(row)}", conv_text(row, fused),
                           "all" if fused else "none", i,
                           long_on=("cuda",) if i // 2 % 2 else ()))
+    # more input channels than the CPU reads in place (targets/cpu.py,
+    # IN_PLACE_MAX_CHANNELS): gathered patches, per output row where whole tiles fit it (8
+    # columns), in blocks across rows where they do not (`flat`, 13 columns); 40 output
+    # channels, a panel and a part of one
+    for shape in ("6, 8, 72", "5, 13, 72"):
+        cases.append(Case(f"conv2d-gathered-{shape.replace(', ', 'x')}",
+                          f"model m {{ input({shape}) conv2d(40, kernel=3, padding=same, "
+                          f"activation=relu) }}", "all", long_on=("cuda",)))
     for i, row in enumerate(POOL_ROWS):
         cases.append(Case(f"pool-{row_id(row)}", pool_text(row),
                           long_on=("cuda",) if i % 2 else ()))
