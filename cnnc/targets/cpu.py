@@ -30,8 +30,11 @@ TAPS_MIN_CHANNELS = 16
 IN_PLACE_MAX_CHANNELS = 64
 # Most rows of an in-place convolution's register tile of two or more vectors of channels:
 # resnet_tiny's 32 -> 32 convolution with 5 rows ran 1.3x the time of 4 rows, 6 to 8 rows
-# 2.6-3.3x (LLVM's code for the tile loop looked the same as the gathered schedule's, which
-# runs 6 rows at full speed).
+# 2.6-3.3x. With 6 rows the code that ran stored the tile's 12 vectors to the stack at
+# every step of its loop: one pass of LLVM's O3 (as link_once.py runs it over the loop
+# body) kept the tile's sums in registers but left their stores in the loop; a second pass
+# sank them (Numba's inspect_asm, without link_once, shows such a twice-optimized copy,
+# not the code that runs). The gathered schedule's 6-row tiles are not affected.
 IN_PLACE_WIDE_TILE_ROWS = 4
 # A `flat` convolution's block: as many tiles of outputs (at most BLOCK_TILES) as keep its
 # gathered patches within PATCH_BYTES, in L2 beside a panel of the kernel (alexnet's
