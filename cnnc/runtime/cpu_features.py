@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import os
 
-from ..ir.ops.structural import PANEL
-
 
 def wide_features() -> str | None:
     """The host's features with 512-bit vectors preferred, or None (no AVX-512)."""
@@ -70,8 +68,13 @@ NARROW_TILE_REGISTERS = 8
 MAX_TILE_ROWS = 6
 
 
-def gemm_rows(lanes: int, nr: int = PANEL) -> int:
-    """Rows of a register tile of nr columns on vectors of `lanes` float32."""
+def gemm_rows(lanes: int, nr: int | None = None) -> int:
+    """Rows of a register tile of nr columns (by default the panel width, PANEL) on
+    vectors of `lanes` float32."""
+    if nr is None:
+        # the IR's, imported only here: loading a compiled model does not import the IR
+        from ..ir.ops.structural import PANEL
+        nr = PANEL
     per_row = max(1, nr // lanes)
     registers = TILE_REGISTERS if lanes >= 16 or per_row >= 4 else NARROW_TILE_REGISTERS
     return max(1, min(MAX_TILE_ROWS, registers // per_row))

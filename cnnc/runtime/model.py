@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-
 from types import SimpleNamespace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import CnncError, Diagnostic
-from ..frontend.program import Model
-from ..ir.ops.training import LOSSES
 from . import distributed
 from .build import build, build_ranks
 from .calls import _ModuleCall
 from .fit import Position, run
 from .labels import LabelError, check_labels
 from .weights import check_params, read_npz, save_npz
+
+if TYPE_CHECKING:
+    from ..frontend.program import Model
 
 DEFAULT_BATCH = 256
 
@@ -228,6 +229,7 @@ class CompiledModel:
         """`y` checked against the model and its loss (the data loader's rules and words);
         ValueError naming `where` otherwise."""
         try:
+            from ..ir.ops.training import LOSSES
             y = check_labels(y, self.output_shape[-1], LOSSES[self._config.loss].sparse)
         except LabelError as e:
             raise ValueError(f"{where}: labels {e}") from None

@@ -95,12 +95,12 @@ def cached(target: str, device: str, threads: int, measure, remeasure: bool = Fa
 
 # --- the CPU -------------------------------------------------------------------------
 
-# The peak kernel: per thread a register tile of sums as the GEMM kernels hold one (their
-# preamble's stack_tile, sized as targets/cpu.py sizes theirs, its rows written out as
-# the GEMM template writes them), every element a chain of multiply-adds: 12 independent
-# vector chains hide the FMA latency, and no load or store runs in the loop. (A loop
-# over a row of chains, unrolled CHAIN deep, measured 80 GFLOP/s on a 2-core AVX2 EPYC
-# where this measures 172 and the GEMM kernels ran 135.)
+# The peak kernel: per thread a register tile of sums as the GEMM kernels hold one
+# (their preamble's stack_tile, sized as targets/cpu_schedules.py sizes theirs, its rows
+# written out as the GEMM template writes them), every element a chain of multiply-adds:
+# 12 independent vector chains hide the FMA latency, and no load or store runs in the
+# loop. (A loop over a row of chains, unrolled CHAIN deep, measured 80 GFLOP/s on a
+# 2-core AVX2 EPYC where this measures 172 and the GEMM kernels ran 135.)
 _PEAK = """
 @njit(parallel=True, fastmath=FASTMATH)
 def peak(x, passes):

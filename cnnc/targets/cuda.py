@@ -11,10 +11,6 @@ from __future__ import annotations
 import ast
 from types import SimpleNamespace
 
-from ..codegen.exprs import f32, substitute
-from ..codegen.render import render_code
-from ..ir import ops
-from . import cuda_tiles
 from .base import Prepare, Target
 
 
@@ -37,6 +33,11 @@ class DevicePrepare(Prepare):
         self._by_source: dict[str, str] = {}
 
     def lines(self, graph, node, params: str = "p", every_step: bool = False) -> list[str]:
+        # the code generator's, imported when code is generated (not to load a model)
+        from ..codegen.exprs import f32, substitute
+        from ..codegen.render import render_code
+        from ..ir import ops
+        from . import cuda_tiles
         op = ops.get(node.op)
         out_type = graph.type(node.output)
         names, channel = {}, None
@@ -80,6 +81,7 @@ class CudaTarget(Target):
         "device_zeros", "view"}
 
     def extend(self, kernel, graph) -> None:
+        from . import cuda_tiles
         cuda_tiles.extend(kernel, graph)
 
     def alloc(self, shape: str, dtype: str = "float32") -> str:

@@ -106,7 +106,7 @@ def _forward() -> list[Case]:
         cases.append(Case(f"conv2d-{row_id(row)}", conv_text(row, fused),
                           "all" if fused else "none", i,
                           long_on=("cuda",) if i // 2 % 2 else ()))
-    # more input channels than the CPU reads in place (targets/cpu.py,
+    # more input channels than the CPU reads in place (targets/cpu_schedules.py,
     # IN_PLACE_MAX_CHANNELS): gathered patches, per output row where whole tiles fit it (8
     # columns), in blocks across rows where they do not (`flat`, 13 columns); 40 output
     # channels, a panel and a part of one

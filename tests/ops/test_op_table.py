@@ -92,8 +92,8 @@ def test_the_cases_reach_every_inference_template():
 
 
 def test_the_cases_reach_every_cpu_convolution_schedule():
-    """Each loop schedule of the CPU's conv2d template (targets/cpu.py) is computed by
-    some forward case, so the torch comparisons cover every one of them."""
+    """Each loop schedule of the CPU's conv2d template (targets/cpu_schedules.py) is
+    computed by some forward case, so the torch comparisons cover every one of them."""
     schedules = set()
     for kernel in _cpu_kernels():
         if kernel.template == "conv2d":

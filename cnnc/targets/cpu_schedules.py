@@ -1,0 +1,378 @@
+"""The CPU target's loop schedules, chosen per kernel from its layout and channel counts
+(the context its template renders with), and the numpy code that derives parameters on
+the host (NumpyPrepare). Imported by CpuTarget only when it generates code: loading a
+compiled model needs none of it."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+
+from ..codegen.exprs import f32, substitute
+from ..codegen.kernels import Kernel
+from ..ir import ops
+from ..ir.ops.structural import PANEL, conv_panel
+from ..runtime.cpu_features import gemm_rows
+from .base import Prepare
+
+# One-input-channel convolutions vectorize over output channels from this many on (over
+# output columns below it).
+TAPS_MIN_CHANNELS = 16
+# Convolutions with up to this many input channels read their patches in place (`gemm`
+# schedule), more gather them: resnet_tiny's (batch 64) in place against gathered, both in
+# thread chunks, 3 -> 16: 0.79x the time, 16 -> 16: 0.86x, 16 -> 32 strided: 0.81x,
+# 32 -> 32: 0.88x, 32 -> 64 strided: 1.00x, 64 -> 64: 0.98x; alexnet's 13x13 convolutions
+# (256 and 384 channels, batch 4) 1.16-1.22x.
+IN_PLACE_MAX_CHANNELS = 64
+# Most rows of an in-place convolution's register tile of two or more vectors of channels:
+# resnet_tiny's 32 -> 32 convolution with 5 rows ran 1.3x the time of 4 rows, 6 to 8 rows
+# 2.6-3.3x. With 6 rows the code that ran stored the tile's 12 vectors to the stack at
+# every step of its loop: one pass of LLVM's O3 (as link_once.py runs it over the loop
+# body) kept the tile's sums in registers but left their stores in the loop; a second pass
+# sank them (Numba's inspect_asm, without link_once, shows such a twice-optimized copy,
+# not the code that runs). The gathered schedule's 6-row tiles are not affected.
+IN_PLACE_WIDE_TILE_ROWS = 4
+# A `flat` convolution's block: as many tiles of outputs (at most BLOCK_TILES) as keep its
+# gathered patches within PATCH_BYTES, in L2 beside a panel of the kernel (alexnet's
+# 13x13 384 -> 384 convolution at batch 4: 8.6 ms with 3 tiles of 6 x 32, 9.7 with 8).
+BLOCK_TILES = 4
+PATCH_BYTES = 256 * 1024
+# Convolutions take it when the tiles of an output row compute this many times its
+# columns, or more.
+FLAT_WASTE = 1.08
+# Most rows of a convolution's register tile with one AVX-512 vector of channels.
+ONE_VECTOR_TILE_ROWS = 8
+# The `window` schedule keeps the input patch under a pooling window, the kernel's taps
+# and the window's convolution outputs in vector registers: at most this many of them.
+WINDOW_REGISTERS = 32
+CHUNKS = 16       # fixed chunk count of deterministic reductions (any thread count)
+# Additions up to which a weight gradient sums its chunks in one thread (a few
+# microseconds): each parallel loop is a function of its own that Numba compiles, about
+# half a second of a cold compile.
+SERIAL_SUM = 1 << 17
+
+
+def _window_fits(ctx) -> bool:
+    """Whether a one-channel convolution with valid pooling can take the `window` schedule
+    (mnist_cnn's conv + pool at batch 256: 0.44 ms against 1.07 for `taps`)."""
+    p = ctx.pool
+    if p is None or not p.exact:
+        return False
+    ctx.patch_h = (p.kh - 1) * ctx.sh + (ctx.kh - 1) * ctx.dh + 1
+    ctx.patch_w = (p.kw - 1) * ctx.sw + (ctx.kw - 1) * ctx.dw + 1
+    return ctx.patch_h * ctx.patch_w + ctx.kh * ctx.kw + p.kh * p.kw <= WINDOW_REGISTERS
+
+
+def _block_fits(ctx, out_h: int, out_w: int) -> bool:
+    """Whether a one-channel convolution without pooling can take the `block` schedule:
+    `window`'s, for a block of 2x2 (else 1x4, 1x2) outputs it writes (mnist_cnn's training
+    convolution at batch 128: 0.33 ms against 0.74 for `taps`). Sets ctx.block."""
+    for bh, bw in ((2, 2), (1, 4), (1, 2)):
+        patch_h = (bh - 1) * ctx.sh + (ctx.kh - 1) * ctx.dh + 1
+        patch_w = (bw - 1) * ctx.sw + (ctx.kw - 1) * ctx.dw + 1
+        # a thread's rows are its own (bh divides out_h); a last block of columns may
+        # start earlier and overlap the one before, in the same thread
+        if out_h % bh == 0 and bw <= out_w and \
+                patch_h * patch_w + ctx.kh * ctx.kw + bh * bw <= WINDOW_REGISTERS:
+            ctx.block, ctx.patch_h, ctx.patch_w = (bh, bw), patch_h, patch_w
+            return True
+    return False
+
+
+def _most_tile_rows(lanes: int, nr: int) -> int:
+    """The most rows of a convolution's register tile of nr channels.
+
+    A panel of one AVX-512 vector (16 channels) takes up to 8 rows: resnet_tiny's
+    16-channel convolutions (32 columns) ran 0.9x the time with 8 x 16 tiles as with
+    6 x 16. Two-vector panels stay at 6: 8 x 32 tiles (16 accumulators), though LLVM kept
+    them in registers with no spills, ran its 8-column convolutions 2.6x the time of 4 x 32
+    and 7 x 32 4.6x."""
+    return ONE_VECTOR_TILE_ROWS if nr == lanes >= 16 else gemm_rows(lanes, nr)
+
+
+def _tile_rows(m: int, lanes: int, nr: int) -> int:
+    """Rows of a convolution's register tile for m output columns: the most that fit,
+    unless a tile of 4 or more rows computes 15% fewer (4 for 8 columns rather than
+    6 + 2, of which 4 are wasted; 5 for alexnet's 13 columns, 15 computed against 18: its
+    forward pass 0.94x the time). Tiles under 4 rows (when more fit) measured slower for
+    every width: they load more per FMA, and LLVM laid out 3 x 16 badly."""
+    top = _most_tile_rows(lanes, nr)
+    computed = {mr: -(-m // mr) * mr for mr in range(min(4, top), top + 1)}
+    best = min(computed, key=lambda mr: (computed[mr], -mr))
+    return best if computed[best] <= 0.85 * computed[top] else top
+
+
+def _affine(var: str, scale: int, offset: int) -> str:
+    text = var if scale == 1 else f"{var} * {scale}"
+    return f"{text} + {offset}" if offset else text
+
+
+def _conv2d(kernel: Kernel, graph) -> None:
+    ctx = kernel.context
+    ctx.flat = False
+    conv = kernel.group.anchor
+    out_h, out_w, ctx.cout = graph.type(conv.output).shape[-3:]
+    ctx.cin = graph.type(conv.inputs[0]).shape[-1]
+    if ctx.packed:
+        ctx.schedule = "gemm"
+        # up to 64 input channels, the patches are read in place from the zero-padded
+        # input rows under the output row, a tap's channels at a time (resnet_tiny's first
+        # convolution, 3 channels: 0.52x the time of gathering them; see
+        # IN_PLACE_MAX_CHANNELS). An earlier in-place loop that looked each element's place
+        # up in a table of offsets ran slower than gathering from 16 channels on (the
+        # strided 16 -> 32 convolution: 2.5 ms against 1.3).
+        ctx.in_place = ctx.cin <= IN_PLACE_MAX_CHANNELS
+        ctx.nr = conv_panel(ctx.cout)
+        ctx.mr = _tile_rows(out_w, ctx.lanes, ctx.nr)
+        if ctx.in_place and ctx.nr > ctx.lanes:
+            ctx.mr = min(ctx.mr, IN_PLACE_WIDE_TILE_ROWS)
+        # gathered patches without pooling, in rows that whole tiles do not fit: blocks of
+        # outputs across rows (`flat`), where the tallest tile wastes nothing at a row's
+        # end. Where whole tiles fit, flat gained nothing: resnet_tiny's 32-column
+        # 16 -> 16 convolution ran 1.05-1.1x the time alone, the whole model the same.
+        computed = -(-out_w // ctx.mr) * ctx.mr
+        ctx.flat = not ctx.in_place and ctx.pool is None and computed >= FLAT_WASTE * out_w
+        if ctx.flat:
+            ctx.mr = _most_tile_rows(ctx.lanes, ctx.nr)
+            taps = ctx.kh * ctx.kw * ctx.cin
+            ctx.block_tiles = max(1, min(BLOCK_TILES, PATCH_BYTES // (ctx.mr * taps * 4)))
+        patches = ("copies the zero-padded input rows under an output row and multiplies the "
+                   "patches in them" if ctx.in_place else
+                   "gathers an output row's patches (out_w, kh*kw*cin) and multiplies them")
+        how = (f"Each thread {patches} with the packed kernel, a GEMM with register tiles of "
+               f"{ctx.mr} columns x {ctx.nr} channels (the sums stay in vector registers for "
+               f"the whole tap loop).")
+    elif ctx.cout >= TAPS_MIN_CHANNELS and _window_fits(ctx):
+        ctx.schedule = "window"
+        p = ctx.pool
+        ctx.by_column = True
+        ctx.loops = [
+            f"Parallel over (n, pooled row). One input channel: per {p.kh}x{p.kw} window, "
+            f"the {ctx.patch_h}x{ctx.patch_w} input patch under it times the kernel's "
+            f"{ctx.kh * ctx.kw} taps gives its {p.kh * p.kw} convolution outputs, "
+            f"vectorized over output channels; they go through the epilogue and are pooled "
+            f"in registers: the convolution output is never written."]
+        return
+    elif ctx.cout >= TAPS_MIN_CHANNELS and ctx.pool is None and \
+            _block_fits(ctx, out_h, out_w):
+        ctx.schedule = "block"
+        bh, bw = ctx.block
+        ctx.by_column = True
+        ctx.loops = [
+            f"Parallel over (n, block of {bh} output row{'s' if bh > 1 else ''}). One input "
+            f"channel: per {bh}x{bw} block of outputs, the {ctx.patch_h}x{ctx.patch_w} input "
+            f"patch under it times the kernel's {ctx.kh * ctx.kw} taps, vectorized over "
+            f"output channels, through the epilogue into y (written once)."]
+        return
+    elif ctx.cout >= TAPS_MIN_CHANNELS:
+        ctx.schedule = "taps"
+        ctx.tap_col = lambda s: _affine("ow", ctx.sw, s * ctx.dw)
+        terms = [f"x{r}_{s} * wk[{r * ctx.kw + s}, co]"
+                 for r in range(ctx.kh) for s in range(ctx.kw)]
+        ctx.tap_sum = "v = (\n    " + "\n    + ".join(terms) + "\n)"
+        how = ("One input channel: each thread zero-pads the input rows under an output row; "
+               "per output column the taps under it multiply the kernel's rows, vectorized "
+               "over output channels.")
+    else:
+        ctx.schedule = "cols"
+        terms = [f"w{r}_{s} * rows[{r}, {_affine('ow', ctx.sw, s * ctx.dw)}]"
+                 for r in range(ctx.kh) for s in range(ctx.kw)]
+        ctx.col_sum = "v = (\n    " + "\n    + ".join(terms) + "\n)"
+        how = ("One input channel: each thread zero-pads the input rows under an output row "
+               "and sums the shifted rows per output channel, vectorized over output columns.")
+    ctx.by_column = ctx.schedule in ("gemm", "taps")     # acc[ow, co], else acc[co, ow]
+    if ctx.flat:
+        block = ctx.mr * ctx.block_tiles
+        ctx.loops = [
+            f"Parallel over blocks of {block} outputs, consecutive in (n, oh, ow) order "
+            f"across rows and images. Each thread gathers the block's patches ({block}, "
+            f"kh*kw*cin) and multiplies them with the packed kernel, a GEMM with register "
+            f"tiles of {ctx.mr} outputs x {ctx.nr} channels (the sums stay in vector registers "
+            f"for the whole tap loop); each tile goes through the epilogue into y (written "
+            f"once)."]
+    elif ctx.pool is not None:
+        p = ctx.pool
+        ctx.loops = [f"Parallel over (n, pooled row). {how} The {p.kh} convolution rows under "
+                     f"a row of {p.kh}x{p.kw} windows go through the epilogue and are pooled "
+                     f"at once: the convolution output is never written."]
+    else:
+        ctx.loops = [f"Parallel over (n, output row). {how} Writes y once."]
+
+
+def _dense(kernel: Kernel, graph) -> None:
+    ctx = kernel.context
+    ctx.mr, ctx.nr = gemm_rows(ctx.lanes), PANEL
+    ctx.one_panel = graph.type(kernel.group.anchor.output).shape[-1] <= PANEL
+    # inference of one sample: two panels per task instead of a tile of rows it mostly
+    # wastes (at 2 to 5 samples the tile reads the kernel once, a row at a time would not)
+    ctx.narrow = not ctx.row and not kernel.group.backward and not ctx.one_panel
+    row = ""
+    if ctx.row:
+        row = (" Each row's softmax is taken in its tile (one panel holds the row)."
+               if ctx.one_panel else
+               " Then parallel over samples for the softmax of each row of y.")
+    ctx.loops = [
+        f"Parallel over (panel of {PANEL} outputs, block of {ctx.mr} samples), "
+        f"panel-major: a GEMM with register tiles; per task the {ctx.mr}x{PANEL} sums "
+        f"stay in vector registers for the whole input loop ({ctx.x} broadcast, a row of the "
+        f"panel loaded), then go through the epilogue into y once." + row]
+
+
+def _dense_grad_weight(kernel: Kernel, graph) -> None:
+    ctx = kernel.context
+    ctx.mr, ctx.nr = gemm_rows(ctx.lanes), PANEL
+    packs = "packs dy and sums its columns into db" if ctx.db else "packs dy"
+    ctx.loops = [f"Parallel over blocks of {ctx.mr} inputs for a GEMM over the batch with "
+                 f"register tiles of {ctx.mr} inputs x {PANEL} outputs (every panel of a "
+                 f"block in turn), once one thread {packs}; writes dw once."]
+
+
+def _channel_panel(cout: int) -> int:
+    """The columns of a weight gradient's register tile: the widest of 32, 16 or 8 output
+    channels that divides cout (one or two AVX-512 vectors), else the largest divisor of
+    cout up to 32 (dy is read in place, so a panel cannot run past cout)."""
+    for width in (PANEL, 16, 8):
+        if cout % width == 0:
+            return width
+    return max(d for d in range(1, min(cout, PANEL) + 1) if cout % d == 0)
+
+
+def _weight_tile_rows(rows: int, lanes: int, nr: int) -> int:
+    """Rows of a weight gradient's register tile: as many as the vector registers hold
+    (the tile's accumulators, a row of dy and a broadcast per row), then evened out over
+    the row blocks, so that a last partial block wastes little (10 rows: 2 blocks of 5,
+    not 9 + 1)."""
+    per_row = -(-nr // lanes)
+    registers = 32 if lanes >= 16 else 16
+    top = max(1, min(10, (registers - 2 - per_row) // (per_row + 1)))
+    blocks = -(-rows // top)
+    return -(-rows // blocks)
+
+
+def _conv2d_grad_weight(kernel: Kernel, graph) -> None:
+    ctx = kernel.context
+    x, dy = (graph.type(v) for v in kernel.group.anchor.inputs)
+    cin, cout = x.shape[-1], dy.shape[-1]
+    rows = ctx.kh * ctx.kw * cin + (1 if ctx.db else 0)
+    ctx.chunks = CHUNKS
+    ctx.nr = _channel_panel(cout)
+    ctx.mr = _weight_tile_rows(rows, ctx.lanes, ctx.nr)
+    ctx.pad_sum, ctx.pad_w = ctx.pt + ctx.pb, ctx.pl + ctx.pr
+    ctx.copy = ctx.padded or ctx.db is not None
+    ctx.serial_sum = rows * cout * CHUNKS <= SERIAL_SUM
+    ctx.loops = [
+        f"Parallel over {CHUNKS} fixed chunks of the batch, then "
+        + ("one thread" if ctx.serial_sum else "parallel over taps")
+        + " for the ordered sum of the chunks. Per sample, a GEMM over its output positions "
+        f"with register tiles of {ctx.mr} taps x {ctx.nr} channels: the tile's sums stay in "
+        f"vector registers while the positions stream (a tap broadcast, a row of dy loaded)."
+        + (" db is the tap of an extra channel of ones." if ctx.db else "")]
+
+
+def _pool2d(kernel: Kernel, graph) -> None:
+    ctx = kernel.context
+    ctx.channels = graph.type(kernel.group.anchor.outputs[0]).shape[-1]
+    ctx.loops = ["Parallel over (n, output row); " + (
+        "windows clipped to the input." if ctx.padded else
+        "the window taps unrolled." if ctx.kh * ctx.kw <= 16 else "windows inside the input.")]
+
+
+def _pool2d_grad(kernel: Kernel, graph) -> None:
+    ctx = kernel.context
+    ctx.loops = ["Parallel over rows of dx; each window's positions written once."
+                 if ctx.gather else "Parallel over samples (overlapping windows)."]
+
+
+def _chunked(text: str):
+    def extend(kernel: Kernel, graph) -> None:
+        kernel.context.chunks = CHUNKS
+        kernel.context.loops = [text]
+    return extend
+
+
+def _loops(text: str):
+    def extend(kernel: Kernel, graph) -> None:
+        kernel.context.loops = [text]
+    return extend
+
+
+def _update(kernel: Kernel, graph) -> None:
+    kernel.context.loops = ["Parallel over elements." + (
+        " One kernel updates every parameter of the step (the flat parameter buffer)."
+        if kernel.context.all else "")]
+
+
+EXTENSIONS = {
+    "conv2d": _conv2d,
+    "dense": _dense,
+    "pool2d": _pool2d,
+    "global_pool2d": _loops("Parallel over samples; channels innermost."),
+    "elementwise": _loops("Parallel over all elements of the flattened tensor."),
+    "softmax": _loops("Parallel over rows (all axes but the last)."),
+    "conv2d_grad_input": _loops(
+        "Parallel over (n, input row); each thread gathers the dy values under each input "
+        "position and multiplies them with the packed kernel in blocks of 2 columns x 4 "
+        "channels."),
+    "conv2d_grad_weight": _conv2d_grad_weight,
+    "dense_grad_weight": _dense_grad_weight,
+    "reduce_channels": _chunked(f"Parallel over {CHUNKS} fixed chunks of rows; chunks summed "
+                                f"in order."),
+    "pool2d_grad": _pool2d_grad,
+    "global_pool2d_grad": _loops("Parallel over samples."),
+    "softmax_grad": _loops("Parallel over rows."),
+    "batchnorm_train": _chunked("Parallel over fixed chunks of rows for the batch "
+                                "statistics, then over rows to normalize."),
+    "batchnorm_train_grad": _chunked("Parallel over fixed chunks of rows for the channel "
+                                     "sums, then over rows."),
+    "loss": _loops("Parallel over rows; the batch sums are taken in row order."),
+    "update": _update,
+}
+
+
+class NumpyPrepare(Prepare):
+    """A derived parameter as a numpy expression over whole arrays, or, in a training step
+    and for an op with a `prepare_template` (the kernel packings), a parallel kernel of the
+    module writing a fresh array: a training step packs its dense kernels anew every step,
+    and numpy's copy of a transposed view ran 2-3x slower. Once per parameter set
+    (prepare(), evaluation) numpy costs less than compiling the kernel."""
+
+    def __init__(self, namer):
+        super().__init__(namer)
+        self.kernels: dict[str, str] = {}          # template -> the kernel's name
+
+    def lines(self, graph, node, params: str = "p", every_step: bool = False) -> list[str]:
+        op = ops.get(node.op)
+        if every_step and op.prepare_template is not None:
+            return self._kernel_lines(graph, node, op, params)
+        lines = [f"# {node.op}: {op.doc}"]
+        lines += [f"{role} = {params}[{value!r}]" for role, value in zip(op.inputs, node.inputs)]
+        names = {k: f32(v) for k, v in node.attrs.items() if isinstance(v, float)}
+        steps = op.expr if isinstance(op.expr, tuple) else (op.expr,)
+        lines += [f"value = {substitute(step, names)}" for step in steps[:-1]]
+        expr = substitute(steps[-1], names)
+        if len(expr) + len(node.output) > 80:
+            lines += [f"value = {expr}", f"{params}[{node.output!r}] = value"]
+        else:
+            lines.append(f"{params}[{node.output!r}] = {expr}")
+        return lines
+
+    def _kernel_lines(self, graph, node, op, params: str) -> list[str]:
+        from ..codegen.render import render_code
+        name = self.kernels.get(op.prepare_template)
+        if name is None:
+            name = self.kernels[op.prepare_template] = self.namer(op.prepare_template,
+                                                                  "_prepare")
+            source = render_code(f"cpu/{op.prepare_template}.j2", p=SimpleNamespace(name=name))
+            self.sources.append(source)
+            self.named_sources[name] = source
+        (value,) = node.inputs
+        shape = graph.type(value).shape
+        matrix = (int(np.prod(shape[:-1])), shape[-1])
+        out_shape = tuple(graph.type(node.output).shape)
+        view = f"{params}[{value!r}]" + (f".reshape{matrix}" if len(shape) != 2 else "")
+        transpose = bool(op.template_args.get("transpose"))
+        return [f"# {node.op}: {op.doc}",
+                f"value = np.empty({out_shape}, dtype=DTYPE)",
+                f"{name}({view}, value, {transpose})",
+                f"{params}[{node.output!r}] = value"]
