@@ -25,24 +25,29 @@ TAPS_MIN_CHANNELS = 16
 # 32 -> 32: 0.88x, 32 -> 64 strided: 1.00x, 64 -> 64: 0.98x; alexnet's 13x13 convolutions
 # (256 and 384 channels, batch 4) 1.16-1.22x.
 IN_PLACE_MAX_CHANNELS = 64
-# Most rows of an in-place convolution's register tile of two or more vectors of channels:
-# resnet_tiny's 32 -> 32 convolution with 5 rows ran 1.3x the time of 4 rows, 6 to 8 rows
-# 2.6-3.3x. With 6 rows the code that ran stored the tile's 12 vectors to the stack at
-# every step of its loop: one pass of LLVM's O3 (as link_once.py runs it over the loop
-# body) kept the tile's sums in registers but left their stores in the loop; a second pass
-# sank them (Numba's inspect_asm, without link_once, shows such a twice-optimized copy,
-# not the code that runs). The gathered schedule's 6-row tiles are not affected.
-IN_PLACE_WIDE_TILE_ROWS = 4
+# Most rows of an in-place convolution's register tile of two or more vectors of channels.
+# The micro-kernel (fma_tile, the preamble) holds the tile's sums in vector registers by
+# construction; measured on a 2-core Intel Xeon (AVX-512) at batch 64, resnet_tiny's
+# 64 -> 64 convolution (8 columns) ran 0.80x the time with 8 x 32 tiles as with 4 x 32,
+# its 32 -> 32 one (16 columns) 0.83x. (Before fma_tile, loops over the tile left its
+# sums' stores in the loop from 6 rows on: 2.6-3.3x the time.) Taller in-place tiles were
+# not measured.
+IN_PLACE_WIDE_TILE_ROWS = 8
 # A `flat` convolution's block: as many tiles of outputs (at most BLOCK_TILES) as keep its
 # gathered patches within PATCH_BYTES, in L2 beside a panel of the kernel (alexnet's
-# 13x13 384 -> 384 convolution at batch 4: 8.6 ms with 3 tiles of 6 x 32, 9.7 with 8).
+# 27x27 96 -> 256 convolution at batch 4, 12 x 32 tiles: 11.8 ms in blocks of 4 tiles,
+# 12.5 in blocks of 2; its 13x13 ones the same with up to 1 MiB of patches as with 512 KiB).
 BLOCK_TILES = 4
-PATCH_BYTES = 256 * 1024
-# Convolutions take it when the tiles of an output row compute this many times its
-# columns, or more.
-FLAT_WASTE = 1.08
-# Most rows of a convolution's register tile with one AVX-512 vector of channels.
+PATCH_BYTES = 512 * 1024
+# Most rows of a convolution's register tile with one AVX-512 vector of channels: 16 rows
+# gained nothing on resnet_tiny's 16-channel convolutions (8 rows take 9 loads per 8 FMAs,
+# about what the load ports sustain) and its 3-channel one ran 1.4x the time.
 ONE_VECTOR_TILE_ROWS = 8
+# Vector registers a register tile of two or more AVX-512 vectors of channels may take (of
+# 32; the rest hold the panel's row and a broadcast): 12 x 32 tiles. alexnet's
+# 27x27 96 -> 256 convolution: 12.5 ms with 12 x 32 tiles, 13.2 with 8 x 32, 14.6 with
+# 6 x 32 (blocks of 24 outputs).
+WIDE_TILE_REGISTERS = 24
 # The `window` schedule keeps the input patch under a pooling window, the kernel's taps
 # and the window's convolution outputs in vector registers: at most this many of them.
 WINDOW_REGISTERS = 32
@@ -81,14 +86,14 @@ def _block_fits(ctx, out_h: int, out_w: int) -> bool:
 
 
 def _most_tile_rows(lanes: int, nr: int) -> int:
-    """The most rows of a convolution's register tile of nr channels.
-
-    A panel of one AVX-512 vector (16 channels) takes up to 8 rows: resnet_tiny's
-    16-channel convolutions (32 columns) ran 0.9x the time with 8 x 16 tiles as with
-    6 x 16. Two-vector panels stay at 6: 8 x 32 tiles (16 accumulators), though LLVM kept
-    them in registers with no spills, ran its 8-column convolutions 2.6x the time of 4 x 32
-    and 7 x 32 4.6x."""
-    return ONE_VECTOR_TILE_ROWS if nr == lanes >= 16 else gemm_rows(lanes, nr)
+    """The most rows of a convolution's register tile of nr channels: with AVX-512, 8 for
+    one vector (resnet_tiny's 16-channel convolutions ran 0.9x the time with 8 x 16 tiles
+    as with 6 x 16), as many as WIDE_TILE_REGISTERS hold for more; else gemm_rows's."""
+    if lanes >= 16 and nr == lanes:
+        return ONE_VECTOR_TILE_ROWS
+    if lanes >= 16:
+        return max(1, WIDE_TILE_REGISTERS // (nr // lanes))
+    return gemm_rows(lanes, nr)
 
 
 def _tile_rows(m: int, lanes: int, nr: int) -> int:
@@ -123,16 +128,21 @@ def _conv2d(kernel: Kernel, graph) -> None:
         # up in a table of offsets ran slower than gathering from 16 channels on (the
         # strided 16 -> 32 convolution: 2.5 ms against 1.3).
         ctx.in_place = ctx.cin <= IN_PLACE_MAX_CHANNELS
+        # a run of consecutive elements of a patch in the input rows: a kernel row's taps
+        # (kw * cin elements) when they are adjacent (no dilation along w), else one tap
+        # (resnet_tiny's 3x3 convolutions: one micro-kernel call per kernel row, not per
+        # tap; alexnet's 11x11 3-channel one: runs of 33, not 3)
+        ctx.run_taps = ctx.kw if ctx.dw == 1 else 1
         ctx.nr = conv_panel(ctx.cout)
         ctx.mr = _tile_rows(out_w, ctx.lanes, ctx.nr)
         if ctx.in_place and ctx.nr > ctx.lanes:
             ctx.mr = min(ctx.mr, IN_PLACE_WIDE_TILE_ROWS)
-        # gathered patches without pooling, in rows that whole tiles do not fit: blocks of
-        # outputs across rows (`flat`), where the tallest tile wastes nothing at a row's
-        # end. Where whole tiles fit, flat gained nothing: resnet_tiny's 32-column
-        # 16 -> 16 convolution ran 1.05-1.1x the time alone, the whole model the same.
-        computed = -(-out_w // ctx.mr) * ctx.mr
-        ctx.flat = not ctx.in_place and ctx.pool is None and computed >= FLAT_WASTE * out_w
+        # gathered patches without pooling: blocks of outputs across rows (`flat`), in the
+        # tallest tiles, none wasted at a row's end. Also where whole tiles fit a row:
+        # alexnet's 27x27 96 -> 256 convolution at batch 4 ran 11.4 ms flat (12 x 32 tiles)
+        # against 13.2 in rows (9 x 32), its 13x13 ones 0.77-0.79x the time of rows of
+        # 7 x 32.
+        ctx.flat = not ctx.in_place and ctx.pool is None
         if ctx.flat:
             ctx.mr = _most_tile_rows(ctx.lanes, ctx.nr)
             taps = ctx.kh * ctx.kw * ctx.cin

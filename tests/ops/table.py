@@ -107,13 +107,14 @@ def _forward() -> list[Case]:
                           "all" if fused else "none", i,
                           long_on=("cuda",) if i // 2 % 2 else ()))
     # more input channels than the CPU reads in place (targets/cpu_schedules.py,
-    # IN_PLACE_MAX_CHANNELS): gathered patches, per output row where whole tiles fit it (8
-    # columns), in blocks across rows where they do not (`flat`, 13 columns); 40 output
-    # channels, a panel and a part of one
-    for shape in ("6, 8, 72", "5, 13, 72"):
-        cases.append(Case(f"conv2d-gathered-{shape.replace(', ', 'x')}",
+    # IN_PLACE_MAX_CHANNELS): gathered patches, per output row when pooled in the kernel
+    # (8 columns), else in blocks across rows (`flat`, 13 columns); 40 output channels, a
+    # panel and a part of one
+    for shape, pool in (("6, 8, 72", " maxpool2d(2)"), ("5, 13, 72", "")):
+        name = "conv2d-gathered-pooled" if pool else "conv2d-gathered"
+        cases.append(Case(f"{name}-{shape.replace(', ', 'x')}",
                           f"model m {{ input({shape}) conv2d(40, kernel=3, padding=same, "
-                          f"activation=relu) }}", "all", long_on=("cuda",)))
+                          f"activation=relu){pool} }}", "all", long_on=("cuda",)))
     for i, row in enumerate(POOL_ROWS):
         cases.append(Case(f"pool-{row_id(row)}", pool_text(row),
                           long_on=("cuda",) if i % 2 else ()))
