@@ -48,11 +48,16 @@ ONE_VECTOR_TILE_ROWS = 8
 # 27x27 96 -> 256 convolution: 12.5 ms with 12 x 32 tiles, 13.2 with 8 x 32, 14.6 with
 # 6 x 32 (blocks of 24 outputs).
 WIDE_TILE_REGISTERS = 24
-# How far ahead a dense layer's tile prefetches its panel of the kernel, which it reads
-# once per block of samples: alexnet's first dense layer at batch 4 (151 MB of kernel,
-# streamed from memory) ran 0.64x the time with prefetches 1 to 8 KiB ahead, mnist_cnn's
-# (2.8 MB) 0.84x at batch 256, 0.79x at batch 8. (Convolutions' panels stay in cache.)
-DENSE_PREFETCH_BYTES = 2048
+# How far ahead a GEMM tile prefetches its panel of the kernel (fma_tile's `ahead`). A
+# dense layer reads each panel once per block of samples: alexnet's first dense layer at
+# batch 4 (151 MB of kernel, streamed from memory) ran 0.64x the time with prefetches 1 to
+# 8 KiB ahead, mnist_cnn's (2.8 MB) 0.84x at batch 256, 0.79x at batch 8.
+PREFETCH_BYTES = 2048
+# A convolution's tiles prefetch only a panel larger than this (beyond L1): alexnet's
+# forward pass (panels of 288 to 432 KiB) 0.88x the time; resnet_tiny's 64 -> 64
+# convolution (72 KiB) 0.91x, its 32 -> 32 (36 KiB) 0.98x, its 16 -> 16 (9 KiB) 1.04x and
+# its first (2 KiB) 1.03x, where the prefetches take load slots from the broadcasts.
+PREFETCH_PANEL_BYTES = 32 * 1024
 # The `window` schedule keeps the input patch under a pooling window, the kernel's taps
 # and the window's convolution outputs in vector registers: at most this many of them.
 WINDOW_REGISTERS = 32
@@ -140,6 +145,8 @@ def _conv2d(kernel: Kernel, graph) -> None:
         ctx.run_taps = ctx.kw if ctx.dw == 1 else 1
         ctx.nr = conv_panel(ctx.cout)
         ctx.mr = _tile_rows(out_w, ctx.lanes, ctx.nr)
+        panel_bytes = ctx.kh * ctx.kw * ctx.cin * ctx.nr * 4
+        ctx.prefetch = PREFETCH_BYTES if panel_bytes > PREFETCH_PANEL_BYTES else 0
         if ctx.in_place and ctx.nr > ctx.lanes:
             ctx.mr = min(ctx.mr, IN_PLACE_WIDE_TILE_ROWS)
         # gathered patches without pooling: blocks of outputs across rows (`flat`), in the
@@ -218,7 +225,7 @@ def _conv2d(kernel: Kernel, graph) -> None:
 def _dense(kernel: Kernel, graph) -> None:
     ctx = kernel.context
     ctx.mr, ctx.nr = gemm_rows(ctx.lanes), PANEL
-    ctx.prefetch = DENSE_PREFETCH_BYTES
+    ctx.prefetch = PREFETCH_BYTES
     ctx.one_panel = graph.type(kernel.group.anchor.output).shape[-1] <= PANEL
     # inference of one sample: two panels per task instead of a tile of rows it mostly
     # wastes (at 2 to 5 samples the tile reads the kernel once, a row at a time would not)
