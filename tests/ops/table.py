@@ -171,6 +171,11 @@ def _forward() -> list[Case]:
     cases.append(Case("conv-flat-residual", (
         "model m { input(7, 9, 8) conv2d(8, kernel=3, padding=same, activation=relu) "
         "residual { conv2d(8, kernel=3, padding=same) } activation(relu) }"), "all"))
+    # several input channels read in place through the ring of input rows, pooled in the
+    # kernel (the rows under two convolution rows per pooled row), an odd input height
+    cases.append(Case("conv-pool-in-place", (
+        "model m { input(7, 8, 4) conv2d(8, kernel=3, padding=same, activation=relu) "
+        "maxpool2d(2) }"), "all"))
     # after pooling batchnorm cannot fold (an elementwise kernel); after conv2d/dense it
     # folds into the kernel and bias
     cases.append(Case("batchnorm-unfolded-and-folded", (
