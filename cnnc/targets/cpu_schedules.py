@@ -40,8 +40,8 @@ IN_PLACE_WIDE_TILE_ROWS = 8
 BLOCK_TILES = 4
 PATCH_BYTES = 512 * 1024
 # Most rows of a convolution's register tile with one AVX-512 vector of channels: 16 rows
-# gained nothing on resnet_tiny's 16-channel convolutions (8 rows take 9 loads per 8 FMAs,
-# about what the load ports sustain) and its 3-channel one ran 1.4x the time.
+# gained nothing on resnet_tiny's 16-channel convolutions (1.39 ms against 1.36) and its
+# 3-channel one ran 1.4x the time.
 ONE_VECTOR_TILE_ROWS = 8
 # Vector registers a register tile of two or more AVX-512 vectors of channels may take (of
 # 32; the rest hold the panel's row and a broadcast): 12 x 32 tiles. alexnet's
@@ -55,8 +55,8 @@ WIDE_TILE_REGISTERS = 24
 PREFETCH_BYTES = 2048
 # A convolution's tiles prefetch only a panel larger than this (beyond L1): alexnet's
 # forward pass (panels of 288 to 432 KiB) 0.88x the time; resnet_tiny's 64 -> 64
-# convolution (72 KiB) 0.91x, its 32 -> 32 (36 KiB) 0.98x, its 16 -> 16 (9 KiB) 1.04x and
-# its first (2 KiB) 1.03x, where the prefetches take load slots from the broadcasts.
+# convolution (72 KiB) 0.91x, its 32 -> 32 (36 KiB) 0.98x, but its 16 -> 16 (9 KiB) 1.04x
+# and its first (2 KiB) 1.03x.
 PREFETCH_PANEL_BYTES = 32 * 1024
 # The `window` schedule keeps the input patch under a pooling window, the kernel's taps
 # and the window's convolution outputs in vector registers: at most this many of them.
