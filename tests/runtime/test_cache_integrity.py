@@ -42,6 +42,8 @@ ARTIFACTS = {
     "kernel file": "kernels/k_*.py",
     "numba index": "kernels/__pycache__/*.nbi",
     "numba code": "kernels/__pycache__/*.nbc",
+    "compiled module": "tiny-*/__pycache__/*.code",
+    "compiled kernel file": "kernels/__pycache__/*.code",
 }
 
 
@@ -126,6 +128,51 @@ def test_numba_files_swapped_between_kernels(tmp_path, warm):
         files[0].write_bytes(files[-1].read_bytes())
     assert np.array_equal(run(tmp_path, cache, "got.npy"), warm[1])
     assert np.array_equal(run(tmp_path, cache, "again.npy"), warm[1])
+
+
+COMPILED = textwrap.dedent("""
+    import sys, types, numpy as np, cnnc
+    import cnnc.runtime.cache as cache
+    if sys.argv[3] == "refuse":
+        def refuse(*args, **kw):
+            raise AssertionError("compiled a module's text")
+        cache.compile = refuse
+    model = cnnc.compile(open(sys.argv[1]).read())
+    model.predict(np.zeros((1, 6, 6, 1), dtype=np.float32))
+    for module in list(sys.modules.values()):
+        if str(getattr(module, "__file__", "")).startswith(sys.argv[2]):
+            for value in vars(module).values():          # its functions and kernels
+                function = getattr(value, "py_func", value)
+                if isinstance(function, types.FunctionType) and \
+                        function.__module__ == module.__name__:
+                    print(module.__file__, function.__code__.co_filename)
+""")
+
+
+def test_modules_run_from_their_compiled_code_at_their_own_path(tmp_path, warm):
+    """A warm load executes the code compiled beside each module (it never compiles a
+    module's text); a cache copied elsewhere compiles its modules again, so that their
+    functions name the files they are in (Numba finds its cache files from those)."""
+    (tmp_path / "model.cnn").write_text(MODEL)
+    (tmp_path / "compiled.py").write_text(COMPILED)
+
+    def functions(cache: Path, mode: str) -> list[list[str]]:
+        env = dict(os.environ, CNNC_CACHE_DIR=str(cache))
+        result = subprocess.run([sys.executable, str(tmp_path / "compiled.py"),
+                                 str(tmp_path / "model.cnn"), str(cache), mode],
+                                env=env, capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, result.stderr[-3000:]
+        return [line.split() for line in result.stdout.splitlines()]
+
+    found = functions(warm[0], "refuse")
+    assert len({module for module, _ in found}) >= 3     # the model's and its kernels'
+    assert all(module == code for module, code in found)
+    moved = tmp_path / "moved"
+    shutil.copytree(warm[0], moved)
+    found = functions(moved, "compile")
+    assert found and all(module == code and code.startswith(str(moved))
+                         for module, code in found)
+    assert functions(moved, "refuse") == found           # compiled there once, now reused
 
 
 def test_a_warm_cache_that_cannot_be_written_is_used(tmp_path, monkeypatch):
