@@ -39,6 +39,13 @@ IN_PLACE_WIDE_TILE_ROWS = 8
 # 12.5 in blocks of 2; its 13x13 ones the same with up to 1 MiB of patches as with 512 KiB).
 BLOCK_TILES = 4
 PATCH_BYTES = 512 * 1024
+# A `flat` convolution's blocks are a multiple of this many, its tiles spread evenly over
+# them: Numba splits a parallel loop into one range of iterations per thread, so 2 or 4
+# threads get the same work within a tile. alexnet's 13x13 256 -> 384 convolution at
+# batch 4 made 15 blocks of 48 outputs (one thread computed 384 outputs, the other 292):
+# with 16 blocks of 3-4 tiles, 0.90x the time; its 384 -> 384 one (19 -> 20 blocks of 36)
+# 0.97x; its 27x27 one (61 -> 64 blocks, balanced within 2% before) 1.01x.
+EVEN_BLOCKS = 4
 # Most rows of a convolution's register tile with one AVX-512 vector of channels: 16 rows
 # gained nothing on resnet_tiny's 16-channel convolutions (1.39 ms against 1.36) and its
 # 3-channel one ran 1.4x the time.
@@ -159,6 +166,7 @@ def _conv2d(kernel: Kernel, graph) -> None:
             ctx.mr = _most_tile_rows(ctx.lanes, ctx.nr)
             taps = ctx.kh * ctx.kw * ctx.cin
             ctx.block_tiles = max(1, min(BLOCK_TILES, PATCH_BYTES // (ctx.mr * taps * 4)))
+            ctx.even_blocks = EVEN_BLOCKS
         patches = ("copies the zero-padded input rows under an output row and multiplies the "
                    "patches in them" if ctx.in_place else
                    "gathers an output row's patches (out_w, kh*kw*cin) and multiplies them")
@@ -207,7 +215,7 @@ def _conv2d(kernel: Kernel, graph) -> None:
     if ctx.flat:
         block = ctx.mr * ctx.block_tiles
         ctx.loops = [
-            f"Parallel over blocks of {block} outputs, consecutive in (n, oh, ow) order "
+            f"Parallel over blocks of up to {block} outputs, consecutive in (n, oh, ow) order "
             f"across rows and images. Each thread gathers the block's patches ({block}, "
             f"kh*kw*cin) and multiplies them with the packed kernel, a GEMM with register "
             f"tiles of {ctx.mr} outputs x {ctx.nr} channels (the sums stay in vector registers "
