@@ -41,11 +41,13 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, durable: bool = True) -> None:
     """Write `data` to `path` so that readers see the old file or the new, never a part.
 
     The data goes to a temporary file in the same folder, is flushed to disk, and is
-    renamed over the target; on any failure the target is left untouched.
+    renamed over the target; on any failure the target is left untouched. `durable=False`
+    skips the flush to disk, for a cache file whose hash is checked when it is read: a
+    crash may leave it empty or stale, and it is rebuilt.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -56,7 +58,8 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         try:

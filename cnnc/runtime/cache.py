@@ -92,14 +92,16 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def write_verified(path: Path, data: bytes, sidecar: bool = True) -> None:
+def write_verified(path: Path, data: bytes, sidecar: bool = True, durable: bool = True) -> None:
     """`path` and its hash beside it, each written atomically (the hash last: a crash in
     between leaves a file that does not verify, and is rebuilt). `sidecar=False`: a file
-    whose name is already its hash."""
+    whose name is already its hash; `durable=False`: not flushed to disk (util's
+    atomic_write_bytes)."""
     try:
-        atomic_write_bytes(path, data)
+        atomic_write_bytes(path, data, durable)
         if sidecar:
-            atomic_write_bytes(path.with_name(path.name + SIDECAR), sha256(data).encode())
+            atomic_write_bytes(path.with_name(path.name + SIDECAR), sha256(data).encode(),
+                               durable)
     except OSError as e:
         raise _cannot_write(path, e) from None
 
@@ -170,7 +172,10 @@ def _compiled(path: Path, source: str):
             pass
     code = compile(source, str(path), "exec")
     try:
-        write_verified(cached, stamp + marshal.dumps(code))
+        # not flushed to disk: one that a crash damages does not verify, and is rebuilt
+        # (two flushes per module, 1-3 ms, in runs that compile every module once: the
+        # NUMBA_DISABLE_JIT tests)
+        write_verified(cached, stamp + marshal.dumps(code), durable=False)
     except CnncRuntimeError:
         pass
     return code
