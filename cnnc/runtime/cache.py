@@ -159,7 +159,7 @@ def _compiled(path: Path, source: str):
     """The code object of `source`, the verified text of the module at `path`: loaded from
     the code file beside it when that verifies and was compiled from the same text at the
     same path by the same bytecode version, else compiled and written there (compiling
-    mnist_cnn's module and its kernel files took 12 ms of a 0.4 s warm start). A cache
+    mnist_cnn's module and its kernel files took 18 ms of a 0.4 s warm start). A cache
     that cannot be written is left as it is: the text is compiled each time."""
     stamp = sha256(b"\0".join((importlib.util.MAGIC_NUMBER, str(path).encode("utf-8"),
                                source.encode("utf-8")))).encode("ascii") + b"\n"
