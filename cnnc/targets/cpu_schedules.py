@@ -156,6 +156,9 @@ def _conv2d(kernel: Kernel, graph) -> None:
         ctx.prefetch = PREFETCH_BYTES if panel_bytes > PREFETCH_PANEL_BYTES else 0
         if ctx.in_place and ctx.nr > ctx.lanes:
             ctx.mr = min(ctx.mr, IN_PLACE_WIDE_TILE_ROWS)
+        # in place, a tile's rows are one pointer's constant offsets (fma_tile_strided), so
+        # a last partial tile reads this many columns past the row, zeros kept after the ring
+        ctx.tail_rows = -out_w % ctx.mr if ctx.in_place else 0
         # gathered patches without pooling: blocks of outputs across rows (`flat`), in the
         # tallest tiles, none wasted at a row's end. Also where whole tiles fit a row:
         # alexnet's 27x27 96 -> 256 convolution at batch 4 ran 11.4 ms flat (12 x 32 tiles)
