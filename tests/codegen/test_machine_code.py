@@ -13,21 +13,91 @@ from cnnc.runtime.cpu_features import vector_bits
 pytestmark = pytest.mark.skipif(vector_bits() != 512,
                                 reason="the tiles' form is chosen for AVX-512 vectors")
 
-# 16 channels in and out: an in-place convolution with register tiles of 6 columns x one
-# vector of 16 channels
+# 16 channels in and out: in-place convolutions with register tiles of 6 columns x one
+# vector of 16 channels, over a 3x3 kernel's rows (fma_tile_taps) or a 1x1 kernel's taps
+# (fma_tile_strided)
 SOURCE = "model t {\n    input(12, 12, 16)\n    conv2d(16, kernel=3, padding=same)\n}\n"
+POINTWISE = "model t {\n    input(12, 12, 16)\n    conv2d(16, kernel=1)\n}\n"
+
+
+def _kernel_asm(source, tmp_path, monkeypatch) -> str:
+    monkeypatch.setenv("CNNC_CACHE_DIR", str(tmp_path))
+    model = cnnc.compile(source)
+    model.predict(np.zeros((2, 12, 12, 16), dtype=np.float32))
+    return "\n".join(model.module.conv2d_bias_fwd.inspect_asm().values())
+
+
+def _loops(asm: str) -> list[list[str]]:
+    """The asm's basic blocks that branch back to themselves (innermost loops)."""
+    blocks, label, body = [], None, []
+    for line in asm.splitlines():
+        found = re.match(r"^(\.LBB\w+):", line)
+        if found:
+            label, body = found.group(1), []
+            continue
+        body.append(line.strip())
+        if label and re.match(rf"j\w+\s+{re.escape(label)}$", body[-1]):
+            blocks.append(body)
+    return blocks
 
 
 def test_one_vector_tiles_broadcast_from_one_pointer(tmp_path, monkeypatch):
     """Each FMA of a one-vector tile reads its broadcast operand at one register plus a
     displacement, never base + index (two issue slots per FMA on Intel cores)."""
-    monkeypatch.setenv("CNNC_CACHE_DIR", str(tmp_path))
-    model = cnnc.compile(SOURCE)
-    model.predict(np.zeros((2, 12, 12, 16), dtype=np.float32))
-    asm = "\n".join(model.module.conv2d_bias_fwd.inspect_asm().values())
+    asm = _kernel_asm(POINTWISE, tmp_path, monkeypatch)
     operands = re.findall(r"vfmadd231ps\s+([^{\s]*)\{1to16\}", asm)
     assert len(operands) >= 6, asm[-2000:]           # a row of the tile each, at least
     assert all(re.fullmatch(r"-?\d*\(%\w+\)", op) for op in operands), operands
+
+
+def test_tap_tiles_broadcast_each_column_once(tmp_path, monkeypatch):
+    """A 3x3 convolution's tile of 6 columns takes a kernel row's 3 taps at once: per
+    input channel, 18 FMAs on 512-bit registers, the 3 taps' rows of the panel loaded
+    once and the 8 input columns under the tile broadcast once each (one pointer plus a
+    displacement), nothing stored."""
+    loops = _loops(_kernel_asm(SOURCE, tmp_path, monkeypatch))
+    body = max(loops, key=lambda lines: sum(x.startswith("vfmadd") for x in lines))
+    fmas = [x for x in body if x.startswith("vfmadd")]
+    assert len(fmas) == 18 and all("zmm" in x for x in fmas), body
+    broadcasts = [x for x in body if x.startswith("vbroadcastss")] + \
+        [x for x in fmas if "{1to16}" in x]
+    assert len(broadcasts) == 8, body
+    assert all(re.search(r"\s-?\d*\(%\w+\)", x) for x in broadcasts), broadcasts
+    loads = [x for x in body if re.match(r"vmovups\s+-?\d*\(", x)]
+    assert len(loads) == 3, body
+    assert not [x for x in body if re.match(r"vmov\w+\s+%\w+,\s*-?\d*\(", x)], body
+
+
+def test_tap_tile_sums_match_float64(tmp_path, monkeypatch):
+    """fma_tile_taps over two kernel rows of 3 taps, rows 2 columns apart (a stride of 2),
+    on a tile one element into a heap array: the sums numpy computes in float64, and the
+    differential tests run the interpreter's stand-in."""
+    from numba import njit
+
+    monkeypatch.setenv("CNNC_CACHE_DIR", str(tmp_path))
+    module = cnnc.compile(SOURCE).module
+    fma_tile_taps = module.fma_tile_taps
+    cin, nr, rows, taps = 4, 32, 5, 3
+    # a: two input rows of 16 columns x cin; b: the panel (2 * taps * cin, nr)
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal(2 * 16 * cin, dtype=np.float32)
+    b = rng.standard_normal((2 * taps * cin, nr), dtype=np.float32)
+
+    @njit
+    def tile(acc, a, b, first, second):
+        # rows, row_step (2 * cin), taps and tap_step (cin) literal
+        fma_tile_taps(acc[1:6], 32, a, (first, second), 5, 8, 3, 4, 1,
+                      b, 0, nr, cin * nr, taps * cin * nr, cin, 0)
+
+    heap = np.zeros(1 + 6 * nr, dtype=np.float32)
+    acc = heap[1:].reshape(6, nr)
+    tile(acc, a, b, 0, 16 * cin)
+    image = a.reshape(2, 16, cin).astype(np.float64)
+    kernel = b.reshape(2, taps, cin, nr).astype(np.float64)
+    want = np.zeros((6, nr))
+    for r in range(rows):
+        want[1 + r] = np.einsum("ksc,kscj->j", image[:, 2 * r:2 * r + taps], kernel)
+    np.testing.assert_allclose(acc, want, rtol=1e-5, atol=1e-5)
 
 
 def test_a_tile_may_be_any_view_of_a_heap_array(tmp_path, monkeypatch):
