@@ -46,21 +46,6 @@ PATCH_BYTES = 512 * 1024
 # with 16 blocks of 3-4 tiles, 0.90x the time; its 384 -> 384 one (19 -> 20 blocks of 36)
 # 0.97x; its 27x27 one (61 -> 64 blocks, balanced within 2% before) 1.01x.
 EVEN_BLOCKS = 4
-# An in-place convolution's tile over a kernel row's taps at once (fma_tile_taps): per
-# input channel, the taps' rows of the panel stay in vector registers and each input
-# column under the tile is broadcast once for all the taps over it, where the tile over
-# one tap's channels at a time (fma_tile_strided) broadcasts per tap: with one vector of
-# channels, one broadcast per FMA. It applies where the tile's sums, the taps' rows and a
-# broadcast fit the vector registers (32 with AVX-512, 16 with AVX2). resnet_tiny at batch
-# 64 on a 2-core Intel Xeon (AVX-512), fastest of 9 interleaved rounds against
-# fma_tile_strided, the same tiles: 3 -> 16 0.86x the time, 16 -> 16 0.80x and (+ add)
-# 0.89x, 16 -> 32 strided 0.87x, 32 -> 32 0.94x and 0.90x, 32 -> 64 strided 0.93x,
-# 64 -> 64 0.90x and 0.86x; the forward pass 0.92x. Tiles of 16 rows of 16 channels ran
-# the same as 8 (their 3-channel one 1.2x the time).
-def _vector_registers(lanes: int) -> int:
-    return 32 if lanes >= 16 else 16
-
-
 # Most rows of a convolution's register tile with one AVX-512 vector of channels: 16 rows
 # gained nothing on resnet_tiny's 16-channel convolutions (1.39 ms against 1.36) and its
 # 3-channel one ran 1.4x the time.
@@ -128,6 +113,25 @@ def _most_tile_rows(lanes: int, nr: int) -> int:
     return gemm_rows(lanes, nr)
 
 
+def _taps_fit(ctx) -> bool:
+    """Whether an in-place convolution's tile takes a kernel row's taps at once
+    (fma_tile_taps): per input channel, the taps' rows of the panel stay in vector
+    registers and each input column under the tile is broadcast once for all the taps over
+    it, where a tile over one tap's channels at a time (fma_tile_strided) broadcasts per
+    tap: with one vector of channels, one broadcast per FMA. It takes adjacent taps (no
+    dilation along w), and the tile's sums, the taps' rows and a broadcast must fit the
+    vector registers (32 with AVX-512, 16 with AVX2). resnet_tiny at batch 64 on a 2-core
+    Intel Xeon (AVX-512), fastest of 9 interleaved rounds against fma_tile_strided with the
+    same tiles: 3 -> 16 0.86x the time, 16 -> 16 0.80x and (+ add) 0.89x, 16 -> 32 strided
+    0.87x, 32 -> 32 0.94x and 0.90x, 32 -> 64 strided 0.93x, 64 -> 64 0.90x and 0.86x; the
+    forward pass 0.92x. Tiles of 16 rows of 16 channels ran the same as 8 (the 3-channel
+    one 1.2x the time)."""
+    per_row = -(-ctx.nr // ctx.lanes)
+    registers = 32 if ctx.lanes >= 16 else 16
+    return ctx.in_place and ctx.dw == 1 and ctx.kw > 1 and \
+        per_row * (ctx.kw + ctx.mr) + 1 <= registers
+
+
 def _tile_rows(m: int, lanes: int, nr: int) -> int:
     """Rows of a convolution's register tile for m output columns: the most that fit,
     unless a tile of 4 or more rows computes 15% fewer (4 for 8 columns rather than
@@ -171,13 +175,10 @@ def _conv2d(kernel: Kernel, graph) -> None:
         ctx.prefetch = PREFETCH_BYTES if panel_bytes > PREFETCH_PANEL_BYTES else 0
         if ctx.in_place and ctx.nr > ctx.lanes:
             ctx.mr = min(ctx.mr, IN_PLACE_WIDE_TILE_ROWS)
-        # in place along a kernel row (no dilation), a tile takes the row's taps at once
-        # where they fit the vector registers (see TAP_TILE_REGISTERS)
-        per_row = -(-ctx.nr // ctx.lanes)
-        ctx.tap_tile = ctx.in_place and ctx.dw == 1 and ctx.kw > 1 and \
-            per_row * (ctx.kw + ctx.mr) + 1 <= _vector_registers(ctx.lanes)
-        # in place, a tile's rows are one pointer's constant offsets (fma_tile_strided), so
-        # a last partial tile reads this many columns past the row, zeros kept after the ring
+        ctx.tap_tile = _taps_fit(ctx)
+        # in place, a tile's rows are one pointer's constant offsets (fma_tile_strided,
+        # fma_tile_taps), so a last partial tile reads this many columns past the row,
+        # zeros kept after the ring
         ctx.tail_rows = -out_w % ctx.mr if ctx.in_place else 0
         # gathered patches without pooling: blocks of outputs across rows (`flat`), in the
         # tallest tiles, none wasted at a row's end. Also where whole tiles fit a row:
