@@ -50,6 +50,13 @@ EVEN_BLOCKS = 4
 # gained nothing on resnet_tiny's 16-channel convolutions (1.39 ms against 1.36) and its
 # 3-channel one ran 1.4x the time.
 ONE_VECTOR_TILE_ROWS = 8
+# Most rows of a tap tile (_taps_fit) with one vector of channels, from a vector of input
+# channels on: its sums take one FMA per tap and step, so with 8 rows each sum's chain of
+# dependent FMAs (a kernel row's taps) is as long as the step's FMAs take to issue, with
+# 16 half as long. resnet_tiny's 16 -> 16 convolution at batch 64 ran 0.94-0.97x the time
+# with 16 x 16 tiles as with 8 x 16 (3 interleaved runs); its 3 -> 16 one 1.2x (a step
+# per input channel: 3 per kernel row).
+ONE_VECTOR_TAP_TILE_ROWS = 16
 # Vector registers a register tile of two or more AVX-512 vectors of channels may take (of
 # 32; the rest hold the panel's row and a broadcast): 12 x 32 tiles. alexnet's
 # 27x27 96 -> 256 convolution: 12.5 ms with 12 x 32 tiles, 13.2 with 8 x 32, 14.6 with
@@ -124,21 +131,21 @@ def _taps_fit(ctx) -> bool:
     Intel Xeon (AVX-512), fastest of 9 interleaved rounds against fma_tile_strided with the
     same tiles: 3 -> 16 0.86x the time, 16 -> 16 0.80x and (+ add) 0.89x, 16 -> 32 strided
     0.87x, 32 -> 32 0.94x and 0.90x, 32 -> 64 strided 0.93x, 64 -> 64 0.90x and 0.86x; the
-    forward pass 0.92x. Tiles of 16 rows of 16 channels ran the same as 8 (the 3-channel
-    one 1.2x the time)."""
+    forward pass 0.92x."""
     per_row = -(-ctx.nr // ctx.lanes)
     registers = 32 if ctx.lanes >= 16 else 16
     return ctx.in_place and ctx.dw == 1 and ctx.kw > 1 and \
         per_row * (ctx.kw + ctx.mr) + 1 <= registers
 
 
-def _tile_rows(m: int, lanes: int, nr: int) -> int:
-    """Rows of a convolution's register tile for m output columns: the most that fit,
-    unless a tile of 4 or more rows computes 15% fewer (4 for 8 columns rather than
-    6 + 2, of which 4 are wasted; 5 for alexnet's 13 columns, 15 computed against 18: its
-    forward pass 0.94x the time). Tiles under 4 rows (when more fit) measured slower for
-    every width: they load more per FMA, and LLVM laid out 3 x 16 badly."""
-    top = _most_tile_rows(lanes, nr)
+def _tile_rows(m: int, lanes: int, nr: int, top: int | None = None) -> int:
+    """Rows of a convolution's register tile for m output columns: the most that fit
+    (`top`, by default _most_tile_rows's), unless a tile of 4 or more rows computes 15%
+    fewer (4 for 8 columns rather than 6 + 2, of which 4 are wasted; 5 for alexnet's 13
+    columns, 15 computed against 18: its forward pass 0.94x the time). Tiles under 4 rows
+    (when more fit) measured slower for every width: they load more per FMA, and LLVM laid
+    out 3 x 16 badly."""
+    top = top or _most_tile_rows(lanes, nr)
     computed = {mr: -(-m // mr) * mr for mr in range(min(4, top), top + 1)}
     best = min(computed, key=lambda mr: (computed[mr], -mr))
     return best if computed[best] <= 0.85 * computed[top] else top
@@ -176,6 +183,8 @@ def _conv2d(kernel: Kernel, graph) -> None:
         if ctx.in_place and ctx.nr > ctx.lanes:
             ctx.mr = min(ctx.mr, IN_PLACE_WIDE_TILE_ROWS)
         ctx.tap_tile = _taps_fit(ctx)
+        if ctx.tap_tile and ctx.nr == ctx.lanes and ctx.cin >= ctx.lanes:
+            ctx.mr = _tile_rows(out_w, ctx.lanes, ctx.nr, ONE_VECTOR_TAP_TILE_ROWS)
         # in place, a tile's rows are one pointer's constant offsets (fma_tile_strided,
         # fma_tile_taps), so a last partial tile reads this many columns past the row,
         # zeros kept after the ring

@@ -13,9 +13,9 @@ from cnnc.runtime.cpu_features import vector_bits
 pytestmark = pytest.mark.skipif(vector_bits() != 512,
                                 reason="the tiles' form is chosen for AVX-512 vectors")
 
-# 16 channels in and out: in-place convolutions with register tiles of 6 columns x one
-# vector of 16 channels, over a 3x3 kernel's rows (fma_tile_taps) or a 1x1 kernel's taps
-# (fma_tile_strided)
+# 16 channels in and out: in-place convolutions with register tiles of one vector of 16
+# channels: 12 columns over a 3x3 kernel's rows (fma_tile_taps), 6 over a 1x1 kernel's
+# taps (fma_tile_strided)
 SOURCE = "model t {\n    input(12, 12, 16)\n    conv2d(16, kernel=3, padding=same)\n}\n"
 POINTWISE = "model t {\n    input(12, 12, 16)\n    conv2d(16, kernel=1)\n}\n"
 
@@ -51,17 +51,17 @@ def test_one_vector_tiles_broadcast_from_one_pointer(tmp_path, monkeypatch):
 
 
 def test_tap_tiles_broadcast_each_column_once(tmp_path, monkeypatch):
-    """A 3x3 convolution's tile of 6 columns takes a kernel row's 3 taps at once: per
-    input channel, 18 FMAs on 512-bit registers, the 3 taps' rows of the panel loaded
-    once and the 8 input columns under the tile broadcast once each (one pointer plus a
+    """A 3x3 convolution's tile of 12 columns takes a kernel row's 3 taps at once: per
+    input channel, 36 FMAs on 512-bit registers, the 3 taps' rows of the panel loaded
+    once and the 14 input columns under the tile broadcast once each (one pointer plus a
     displacement), nothing stored."""
     loops = _loops(_kernel_asm(SOURCE, tmp_path, monkeypatch))
     body = max(loops, key=lambda lines: sum(x.startswith("vfmadd") for x in lines))
     fmas = [x for x in body if x.startswith("vfmadd")]
-    assert len(fmas) == 18 and all("zmm" in x for x in fmas), body
+    assert len(fmas) == 36 and all("zmm" in x for x in fmas), body
     broadcasts = [x for x in body if x.startswith("vbroadcastss")] + \
         [x for x in fmas if "{1to16}" in x]
-    assert len(broadcasts) == 8, body
+    assert len(broadcasts) == 14, body
     assert all(re.search(r"\s-?\d*\(%\w+\)", x) for x in broadcasts), broadcasts
     loads = [x for x in body if re.match(r"vmovups\s+-?\d*\(", x)]
     assert len(loads) == 3, body
