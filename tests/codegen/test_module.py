@@ -226,3 +226,36 @@ def test_shared_kernels_name_each_layer_group_once():
                               source, re.DOTALL):
             groups = " ".join(doc.split()).split("; ")
             assert len(groups) == len(set(groups)) > 1, (name, groups)
+
+
+def test_compiled_templates_are_cached_beside_them(tmp_path, monkeypatch):
+    """jinja2's compiled code of the templates is kept in a folder and read back by a new
+    environment, the same text rendered; an edited template compiles again; a folder that
+    cannot be written leaves rendering to compile the templates each time."""
+    import jinja2
+
+    from cnnc.codegen.render import bytecode_cache
+
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    (templates / "t.j2").write_text("{% for i in range(n) %}{{ i }},{% endfor %}\n")
+
+    def render(cache_folder, n=3):
+        env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(templates)),
+                                 bytecode_cache=bytecode_cache(cache_folder))
+        return env.get_template("t.j2").render(n=n)
+
+    folder = templates / "__pycache__"
+    assert render(folder) == "0,1,2,"
+    cached = list(folder.glob("*.jinja2"))
+    assert len(cached) == 1
+    stamp = cached[0].stat().st_mtime_ns
+    assert render(folder, 2) == "0,1,"
+    assert cached[0].stat().st_mtime_ns == stamp              # read, not written again
+    (templates / "t.j2").write_text("{{ n }}\n")
+    assert render(folder) == "3"                              # the edit, not the old code
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    assert bytecode_cache(a_file / "__pycache__") is None     # the folder cannot be made
+    monkeypatch.setattr(os, "access", lambda path, mode: False)
+    assert bytecode_cache(folder) is None                     # nor written
