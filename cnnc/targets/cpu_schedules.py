@@ -131,7 +131,11 @@ def _taps_fit(ctx) -> bool:
     Intel Xeon (AVX-512), fastest of 9 interleaved rounds against fma_tile_strided with the
     same tiles: 3 -> 16 0.86x the time, 16 -> 16 0.80x and (+ add) 0.89x, 16 -> 32 strided
     0.87x, 32 -> 32 0.94x and 0.90x, 32 -> 64 strided 0.93x, 64 -> 64 0.90x and 0.86x; the
-    forward pass 0.92x."""
+    forward pass 0.92x. Its sums run in (kernel row, input channel, tap) order, those of
+    fma_tile_strided in (kernel row, tap, input channel) order: each the same bits on any
+    thread count and any tile shape, but where the registers decide between them (a tile of
+    32 channels fits AVX-512's, not AVX2's), modules generated for the two widths differ
+    in the last bits."""
     per_row = -(-ctx.nr // ctx.lanes)
     registers = 32 if ctx.lanes >= 16 else 16
     return ctx.in_place and ctx.dw == 1 and ctx.kw > 1 and \
