@@ -120,9 +120,9 @@ def _most_tile_rows(lanes: int, nr: int) -> int:
     return gemm_rows(lanes, nr)
 
 
-def _taps_fit(ctx) -> bool:
-    """Whether an in-place convolution's tile takes a kernel row's taps at once
-    (fma_tile_taps): per input channel, the taps' rows of the panel stay in vector
+def _taps_fit(ctx, rows: int) -> bool:
+    """Whether an in-place convolution's tile of `rows` rows takes a kernel row's taps at
+    once (fma_tile_taps): per input channel, the taps' rows of the panel stay in vector
     registers and each input column under the tile is broadcast once for all the taps over
     it, where a tile over one tap's channels at a time (fma_tile_strided) broadcasts per
     tap: with one vector of channels, one broadcast per FMA. It takes adjacent taps (no
@@ -139,7 +139,17 @@ def _taps_fit(ctx) -> bool:
     per_row = -(-ctx.nr // ctx.lanes)
     registers = 32 if ctx.lanes >= 16 else 16
     return ctx.in_place and ctx.dw == 1 and ctx.kw > 1 and \
-        per_row * (ctx.kw + ctx.mr) + 1 <= registers
+        per_row * (ctx.kw + rows) + 1 <= registers
+
+
+def _tap_tile_rows(ctx, out_w: int) -> int:
+    """Rows of an in-place convolution's tap tile (_taps_fit), 0 where none fits: with one
+    vector of channels and of input channels, up to ONE_VECTOR_TAP_TILE_ROWS, else (or
+    where those do not fit) the tile's rows (ctx.mr)."""
+    candidates = [ctx.mr]
+    if ctx.nr == ctx.lanes and ctx.cin >= ctx.lanes:
+        candidates.insert(0, _tile_rows(out_w, ctx.lanes, ctx.nr, ONE_VECTOR_TAP_TILE_ROWS))
+    return next((rows for rows in candidates if _taps_fit(ctx, rows)), 0)
 
 
 def _tile_rows(m: int, lanes: int, nr: int, top: int | None = None) -> int:
@@ -186,9 +196,9 @@ def _conv2d(kernel: Kernel, graph) -> None:
         ctx.prefetch = PREFETCH_BYTES if panel_bytes > PREFETCH_PANEL_BYTES else 0
         if ctx.in_place and ctx.nr > ctx.lanes:
             ctx.mr = min(ctx.mr, IN_PLACE_WIDE_TILE_ROWS)
-        ctx.tap_tile = _taps_fit(ctx)
-        if ctx.tap_tile and ctx.nr == ctx.lanes and ctx.cin >= ctx.lanes:
-            ctx.mr = _tile_rows(out_w, ctx.lanes, ctx.nr, ONE_VECTOR_TAP_TILE_ROWS)
+        tap_rows = _tap_tile_rows(ctx, out_w)
+        ctx.tap_tile = tap_rows > 0
+        ctx.mr = tap_rows or ctx.mr
         # in place, a tile's rows are one pointer's constant offsets (fma_tile_strided,
         # fma_tile_taps), so a last partial tile reads this many columns past the row,
         # zeros kept after the ring

@@ -126,3 +126,17 @@ def test_a_tile_may_be_any_view_of_a_heap_array(tmp_path, monkeypatch):
     want[1:3] = rows[:2] @ b
     want[3:5] = rows[2:] @ b
     np.testing.assert_allclose(acc, want, rtol=1e-6, atol=1e-6)
+
+
+def test_a_tap_tile_fits_the_registers(tmp_path, monkeypatch):
+    """A 1x17 kernel's tap tile over 32 columns takes 8 rows, not the 16 a one-vector tap
+    tile may take: 16 sums, 17 taps' rows and a broadcast would need 34 of the 32 vector
+    registers, and the inner loop would spill them to the stack."""
+    source = "model t {\n    input(4, 32, 16)\n    conv2d(16, kernel=(1, 17), padding=same)\n}\n"
+    monkeypatch.setenv("CNNC_CACHE_DIR", str(tmp_path))
+    model = cnnc.compile(source)
+    model.predict(np.zeros((2, 4, 32, 16), dtype=np.float32))
+    loops = _loops("\n".join(model.module.conv2d_bias_fwd.inspect_asm().values()))
+    body = max(loops, key=lambda lines: sum(x.startswith("vfmadd") for x in lines))
+    assert sum(x.startswith("vfmadd") for x in body) == 8 * 17, body
+    assert not [x for x in body if "(%rsp)" in x], body
