@@ -136,7 +136,8 @@ RESERVED = frozenset("""
     prange njit g d a rest share wk dropout_keep mix32 mul32 config types cgutils intrinsic
     element_hash _element_hash llvm_ir where here
     make_array populate_array ju sums oh0 ow0 c0 n_row_blocks hp wp cs rows_t offs bases dy4
-    sample xs t0 rs dw2 half p0 p1 x3 rf col_step firsts
+    sample xs t0 rs dw2 half p0 p1 x3 rf col_step firsts reshaped _reshaped aligned_empty
+    aligned_zeros _aligned_empty _aligned_zeros HEAP_ALIGN _heap_array_type _heap_codegen
     """.split()) | {f"x{r}{s}" for r in range(10) for s in range(10)} \
     | {f"x{r}_{s}" for r in range(32) for s in range(32)} \
     | {f"a{i}" for i in range(16)} | {f"row{i}" for i in range(16)} \

@@ -18,9 +18,11 @@ model w {
 """
 
 # Modules that only Numba's registry refresh imports (CPUContext.load_additional_registries):
-# a cnnc kernel's cached machine code needs none of them.
+# a cnnc kernel's cached machine code needs none of them. numba.np.arrayobj among them:
+# the kernels reshape and allocate with the preamble's intrinsics, whose code has no
+# environment of that module's to load with it (np.empty's and reshape's have).
 REFRESH_ONLY = ["numba.np.linalg", "numba.typed.typeddict", "numba.np.npyimpl",
-                "numba.experimental.jitclass.base"]
+                "numba.experimental.jitclass.base", "numba.np.arrayobj"]
 
 RUN = """
 import json, sys
