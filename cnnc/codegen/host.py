@@ -220,8 +220,8 @@ def plan_host(graph: Graph, steps: list[Step], name: str, bindings: dict[str, st
         else:
             head = ["("] + [f"    {line}" for line in unpack] + [f") = {workspace}(n)"]
         lines = head + lines
-    allocations = [(slot.name, target.alloc(f"n * {slot.size}" if slot.batched
-                                            else str(slot.size), slot.dtype))
+    allocations = [(slot.name, target.alloc_slot(f"n * {slot.size}" if slot.batched
+                                                 else str(slot.size), slot.dtype))
                    for slot in slots]
     host = HostFunction(name, workspace, lines, allocations, views, unpack)
     host.var = var

@@ -69,6 +69,11 @@ class Target:
         module's float type, or of `dtype` when that is another (uint8 codes)."""
         raise NotImplementedError
 
+    def alloc_slot(self, shape: str, dtype: str = "float32") -> str:
+        """alloc() for a workspace slot: made once per batch size, read and written by
+        every call's kernels."""
+        return self.alloc(shape, dtype)
+
     def view(self, expr: str, shape: str, remembered: bool) -> str:
         """`expr` reshaped to `shape`; `remembered`: the same array every call (workspace
         slots, parameters), so a target may keep the view."""

@@ -47,6 +47,11 @@ class CpuTarget(Target):
     def alloc(self, shape: str, dtype: str = "float32") -> str:
         return f"np.empty({shape}, dtype={self.dtype_expr(dtype)})"
 
+    def alloc_slot(self, shape: str, dtype: str = "float32") -> str:
+        # on a cache line (the module's host_empty): the kernels' 512-bit loads and stores
+        # of a slot are then never split across two lines
+        return f"host_empty({shape}, {self.dtype_expr(dtype)})"
+
     def host_number(self, var: str) -> str:
         return f"{var}[0]"
 

@@ -431,7 +431,9 @@ class NumpyPrepare(Prepare):
         steps = op.expr if isinstance(op.expr, tuple) else (op.expr,)
         lines += [f"value = {substitute(step, names)}" for step in steps[:-1]]
         expr = substitute(steps[-1], names)
-        if len(expr) + len(node.output) > 80:
+        if op.prepare_template is not None:      # a packed kernel, read at full vector width
+            lines += [f"value = {expr}", f"{params}[{node.output!r}] = host_aligned(value)"]
+        elif len(expr) + len(node.output) > 80:
             lines += [f"value = {expr}", f"{params}[{node.output!r}] = value"]
         else:
             lines.append(f"{params}[{node.output!r}] = {expr}")
@@ -453,6 +455,6 @@ class NumpyPrepare(Prepare):
         view = f"{params}[{value!r}]" + (f".reshape{matrix}" if len(shape) != 2 else "")
         transpose = bool(op.template_args.get("transpose"))
         return [f"# {node.op}: {op.doc}",
-                f"value = np.empty({out_shape}, dtype=DTYPE)",
+                f"value = host_empty({out_shape})",
                 f"{name}({view}, value, {transpose})",
                 f"{params}[{node.output!r}] = value"]
