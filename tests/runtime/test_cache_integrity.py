@@ -1,7 +1,8 @@
 """A damaged cache never gives wrong results: every cached artifact -- the module, its
-kernel index, the shared kernel files, Numba's cache files -- is verified before use and
-rebuilt when it does not verify. Each case warms a cache in one process, damages it, and
-predicts and evaluates in a second process: the same bits, exit 0.
+kernel index, the shared kernel files, Numba's cache files, the machine code of Numba's
+runtime -- is verified before use and rebuilt when it does not verify. Each case warms a
+cache in one process, damages it, and predicts and evaluates in a second process: the
+same bits, exit 0.
 
 Also: a warm cache that cannot be written is used as it is; a cache that must be written
 and cannot be says so in one line.
@@ -44,6 +45,7 @@ ARTIFACTS = {
     "numba code": "kernels/__pycache__/*.nbc",
     "compiled module": "tiny-*/__pycache__/*.code",
     "compiled kernel file": "kernels/__pycache__/*.code",
+    "numba runtime": "numba-runtime/nrt-*.o",
 }
 
 

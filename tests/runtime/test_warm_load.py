@@ -27,6 +27,10 @@ REFRESH_ONLY = ["numba.np.linalg", "numba.typed.typeddict", "numba.np.npyimpl",
 RUN = """
 import json, sys
 import numpy as np
+import numba.core.runtime.nrtdynmod as nrtdynmod
+compiles = []          # the NRT library compiled (its LLVM module made) in this process
+make_runtime = nrtdynmod.create_nrt_module
+nrtdynmod.create_nrt_module = lambda ctx: compiles.append(1) or make_runtime(ctx)
 import cnnc
 model = cnnc.compile(SOURCE)
 x = np.random.default_rng(3).standard_normal((5, 6, 6, 2)).astype(np.float32)
@@ -49,7 +53,7 @@ def own(a):
     return d[1]
 a = np.arange(4.0)
 print(json.dumps({"y": y.tobytes().hex(), "hits": hits, "misses": misses,
-                  "called": len(called), "loaded": loaded,
+                  "called": len(called), "loaded": loaded, "runtime_compiles": len(compiles),
                   "own": own(a), "expected": float(np.sqrt((a * a).sum()))}))
 """
 
@@ -64,19 +68,23 @@ def test_a_warm_start_loads_the_kernels_without_the_registries(tmp_path):
     """A second process loads every kernel the prediction calls from Numba's cache (no
     compile), predicts the same bits as the process that compiled them, and never
     imports the registries' modules; a function of the user's own compiled afterwards
-    gets them, and computes what numpy does. With CNNC_WARM_LOAD=0 the same load
-    imports them (so the check above can fail)."""
+    gets them, and computes what numpy does. The NRT's library is compiled by the first
+    process only; the second loads its machine code from the cache, and the user's
+    function links against it. With CNNC_WARM_LOAD=0 the same load imports the
+    registries' modules and compiles the NRT (so the checks above can fail)."""
     cold = run(tmp_path)
     assert cold["misses"] >= 1 and cold["loaded"] == REFRESH_ONLY   # compiling loads them
+    assert cold["runtime_compiles"] == 1
+    assert len(list((tmp_path / "cache" / warm_load.RUNTIME_FOLDER).glob("nrt-*.o"))) == 1
     warm = run(tmp_path)
     assert warm["called"] == cold["called"] and warm["misses"] == 0
     assert warm["hits"] == warm["called"]
     assert warm["y"] == cold["y"]
-    assert warm["loaded"] == []
+    assert warm["loaded"] == [] and warm["runtime_compiles"] == 0
     assert warm["own"] == pytest.approx(warm["expected"], rel=1e-12)
     plain = run(tmp_path, CNNC_WARM_LOAD="0")
     assert plain["misses"] == 0 and plain["y"] == cold["y"]
-    assert plain["loaded"] == REFRESH_ONLY
+    assert plain["loaded"] == REFRESH_ONLY and plain["runtime_compiles"] == 1
 
 
 def test_it_leaves_what_it_cannot_change(monkeypatch):
