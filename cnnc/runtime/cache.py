@@ -15,7 +15,9 @@ Nothing is used from the cache unverified:
 * Numba's cache files (`__pycache__/*.nbi`, `*.nbc`) get the same sidecar once this
   process is done with them (at exit); before a module's kernels can load them, those
   without a matching sidecar -- truncated, emptied, overwritten, swapped -- are deleted,
-  and Numba compiles again.
+  and Numba compiles again;
+* the machine code of Numba's runtime (`numba-runtime/`, warm_load.py) is written with
+  its hash beside it too, and compiled again where it does not verify.
 
 A cache that cannot be written is a CnncRuntimeError naming it and what to do; a warm
 read-only cache is used as it is (Numba then compiles into its own cache).
