@@ -66,7 +66,7 @@ def start_runtime(target_context) -> None:
     with global_compiler_lock:
         if rtsys._init:
             return
-        _register_helpers()
+        _register_c_functions()
         path = _runtime_path(target_context.codegen())
         library = _load_runtime(target_context.codegen(), path)
         if library is None:
@@ -75,7 +75,7 @@ def start_runtime(target_context) -> None:
         rtsys._init = True
 
 
-def _register_helpers() -> None:
+def _register_c_functions() -> None:
     """What rtsys.initialize does before it compiles: the statistics switch and the NRT's
     C functions as symbols the machine code links against."""
     from llvmlite import binding as ll
