@@ -138,6 +138,7 @@ RESERVED = frozenset("""
     make_array populate_array ju sums oh0 ow0 c0 n_row_blocks hp wp cs rows_t offs bases dy4
     sample xs t0 rs dw2 half p0 p1 x3 rf col_step firsts reshaped _reshaped aligned_empty
     aligned_zeros _aligned_empty _aligned_zeros HEAP_ALIGN _heap_array_type _heap_codegen
+    _array_struct _shape_ndim _dims _c_array
     """.split()) | {f"x{r}{s}" for r in range(10) for s in range(10)} \
     | {f"x{r}_{s}" for r in range(32) for s in range(32)} \
     | {f"a{i}" for i in range(16)} | {f"row{i}" for i in range(16)} \

@@ -67,8 +67,9 @@ def start_runtime(target_context) -> None:
         if rtsys._init:
             return
         _register_c_functions()
-        path = _runtime_path(target_context.codegen())
-        library = _load_runtime(target_context.codegen(), path)
+        codegen = target_context.codegen()
+        path = _runtime_path(codegen)
+        library = _load_runtime(codegen, path)
         if library is None:
             library = _compile_runtime(target_context, path)
         rtsys._library = library
